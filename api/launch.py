@@ -1,0 +1,63 @@
+"""Start a run: write it `pending` (before any reply), mark the cluster QUEUED, enqueue the run id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from api.deps import Services
+from core.errors import ServiceUnavailable
+from core.ids import new_run_id, new_task_id
+from core.models import ClusterStatus, FailureCategory
+from core.store import clusters, executions
+from worker.app import enqueue
+
+log = logging.getLogger("clusterd.api")
+
+
+def run_config(cluster: dict[str, Any], *, sample_size: int | None = None, **overrides: Any) -> dict[str, Any]:
+    """The frozen snapshot a worker runs from: later edits of the cluster do not change it."""
+    vc = cluster["vector_config"]
+    params = vc["algorithm_params"]
+    seed = params.get("random_state")
+    return {
+        "algorithm": vc["algorithm"],
+        "algorithm_params": params,
+        "collection_ids": cluster["input_collections"],
+        "feature_name": vc["feature_uris"][0],
+        "sample_size": sample_size or vc.get("sample_size"),
+        "normalize_features": vc.get("normalize_features", True),
+        "centroid_method": vc.get("effective_feature_method", "mean"),
+        "seed": int(seed) if isinstance(seed, int) else 42,
+        "compute_metrics": True,
+        "save_artifacts": True,
+        **overrides,
+    }
+
+
+async def launch_run(svc: Services, *, ns: str, cluster: dict[str, Any], config: dict[str, Any],
+                     mode: str = "full") -> dict[str, Any]:
+    run = await executions.create_pending(svc.db, doc={
+        "run_id": new_run_id(),
+        "task_id": new_task_id(),
+        "namespace_id": ns,
+        "cluster_id": cluster["cluster_id"],
+        "mode": mode,
+        "config": config,
+    })
+    await clusters.mark_queued(svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run["run_id"],
+                               task_id=run["task_id"])
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(enqueue, svc.celery, run["run_id"], svc.settings.queue_name), timeout=15)
+    except Exception as exc:
+        log.exception("enqueue of %s failed", run["run_id"])
+        message = f"broker unavailable, run not queued: {type(exc).__name__}: {exc}"
+        await executions.fail(svc.db, run_id=run["run_id"], fields={
+            "error_message": message, "failure_category": FailureCategory.INFRASTRUCTURE.value})
+        await clusters.mirror_run(svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run["run_id"], fields={
+            "status": ClusterStatus.FAILED.value, "error": message,
+            "failure_category": FailureCategory.INFRASTRUCTURE.value})
+        raise ServiceUnavailable(message, details={"run_id": run["run_id"]}) from None
+    return run

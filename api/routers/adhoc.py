@@ -1,0 +1,157 @@
+"""POST /v1/clusters/execute: ad-hoc clustering on a worker (contract §1.2).
+
+It stores a hidden definition plus a run, waits up to ADHOC_WAIT_S for the result and answers 200
+with it; `Prefer: respond-async` or a wait that runs out answers 202 with the run handle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import NamespaceDep, ServicesDep
+from api.errors import error_response
+from api.launch import launch_run, run_config
+from api.purge import purge_cluster
+from api.routers.clusters import build_cluster_doc
+from api.schemas.clusters import ClusterCreate
+from api.schemas.runs import clean
+from core import artifacts
+from core.errors import ValidationFailed
+from core.models import RunStatus
+from core.store import clusters, executions
+from core.timeutil import iso
+from core.vectors import decode
+
+router = APIRouter()
+
+
+class FeatureVector(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    vector_name: str | None = None
+    feature_address: str | None = None
+
+
+class AdhocConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    algorithm: str
+    algorithm_params: dict[str, Any] | None = None
+    feature_vector: FeatureVector | None = None
+    normalize_features: bool = True
+    llm_labeling: dict[str, Any] | None = None
+    attribute_config: dict[str, Any] | None = None
+    description: str | None = None
+    preprocessing_steps: list[dict[str, Any]] | None = None
+
+
+class AdhocRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    collection_ids: list[str] = Field(min_length=1)
+    config: AdhocConfig
+    sample_size: int | None = Field(None, ge=1, le=1_000_000)
+    store_results: bool = True
+    include_members: bool = False
+    compute_metrics: bool = True
+    save_artifacts: bool = False
+
+
+def _finished_body(run: dict[str, Any], members: list[dict[str, Any]] | None, save_artifacts: bool) -> dict:
+    metrics = dict(run.get("metrics") or {})
+    if "davies_bouldin_index" in metrics:
+        metrics["davies_bouldin_score"] = metrics["davies_bouldin_index"]  # the seed's name
+    dims = int(run.get("dimensions") or 0)
+    body: dict[str, Any] = {
+        "success": True,
+        "status": run["status"],
+        "algorithm": run["config"]["algorithm"],
+        "num_clusters": int(run["num_clusters"]),
+        "num_documents": int(run["num_points"]),
+        "centroids": [
+            {"cluster_id": c["cluster_id"], "centroid_vector": [float(x) for x in decode(c["centroid_vector"])],
+             "num_members": int(c["num_members"]), "feature_dimensions": dims,
+             "vector_name": run["config"]["feature_name"], "label": c.get("label")}
+            for c in run.get("centroids") or []
+        ],
+        "execution_time_ms": int(run.get("execution_time_ms") or 0),
+        "run_id": run["run_id"],
+        "cluster_id": run["cluster_id"],
+        "metrics": metrics,
+        "parquet_path": run.get("parquet_path") if save_artifacts else None,
+        "members_key": run.get("members_key") if save_artifacts else None,
+        "created_at": iso(run["created_at"]),
+    }
+    if members is not None:
+        body["members"] = members
+    return clean(body)  # type: ignore[no-any-return]
+
+
+def _members(svc: Any, run: dict[str, Any]) -> list[dict[str, Any]]:
+    table = artifacts.read_table(svc.artifacts, run["members_key"])
+    return clean(table.to_pylist())  # type: ignore[no-any-return]
+
+
+async def _wait(svc: Any, run_id: str, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        run = await executions.get(svc.db, run_id=run_id)
+        assert run is not None
+        if RunStatus(run["status"]).terminal or time.monotonic() >= deadline:
+            return run
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.5)
+
+
+@router.post("/v1/clusters/execute", response_model=None)
+async def execute_adhoc(
+    svc: ServicesDep, ns: NamespaceDep, body: Annotated[AdhocRequest, Body()],
+    prefer: Annotated[str | None, Header()] = None,
+) -> dict[str, Any] | JSONResponse:
+    cfg = body.config
+    fv = cfg.feature_vector
+    feature = (fv.vector_name or fv.feature_address) if fv else None
+    if cfg.algorithm == "attribute_based" or cfg.attribute_config:
+        raise ValidationFailed("config.attribute_config: attribute-based clustering is not supported yet",
+                               code="algorithm_not_supported")
+    if not feature:
+        raise ValidationFailed("config.feature_vector: vector_name or feature_address is required")
+    create = ClusterCreate(
+        collection_ids=body.collection_ids, cluster_type="vector", description=cfg.description,
+        llm_labeling=cfg.llm_labeling,
+        vector_config={"clustering_method": cfg.algorithm, "feature_uris": [feature],
+                       "algorithm_params": cfg.algorithm_params or {}, "normalize_features": cfg.normalize_features},
+    )
+    doc = await build_cluster_doc(svc, ns, create, hidden=True)
+    doc["adhoc"] = True
+    cluster = await clusters.create(svc.db, doc=doc)
+    config = run_config(cluster, sample_size=body.sample_size, compute_metrics=body.compute_metrics,
+                        save_artifacts=body.save_artifacts or body.include_members)
+    run = await launch_run(svc, ns=ns, cluster=cluster, config=config)
+    wants_async = prefer is not None and "respond-async" in prefer.lower()
+    if not wants_async:
+        run = await _wait(svc, run["run_id"], svc.settings.adhoc_wait_s)
+    status = RunStatus(run["status"])
+    if not status.terminal:
+        location = f"/v1/clusters/{run['cluster_id']}/executions/{run['run_id']}"
+        return JSONResponse(
+            {"success": True, "status": status.value, "run_id": run["run_id"], "cluster_id": run["cluster_id"],
+             "task_id": run["task_id"]},
+            status_code=202, headers={"Location": location, "Preference-Applied": "respond-async"}
+            if wants_async else {"Location": location},
+        )
+    if status != RunStatus.COMPLETED:
+        category = run.get("failure_category") or "unknown"
+        code = 422 if category == "validation" else 500
+        return error_response(code, run.get("error_message") or f"run {status.value}", code=f"run_{status.value}",
+                              details={"run_id": run["run_id"], "cluster_id": run["cluster_id"],
+                                       "failure_category": category})
+    members = await asyncio.to_thread(_members, svc, run) if body.include_members else None
+    out = _finished_body(run, members, body.save_artifacts)
+    if not body.store_results:
+        await purge_cluster(svc, ns, run["cluster_id"])
+    return out

@@ -1,0 +1,231 @@
+"""Cluster definitions, execution by id, runs, and tasks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from api.deps import NamespaceDep, PrincipalDep, ServicesDep
+from api.launch import launch_run, run_config
+from api.pagination import PageDep, make_page
+from api.purge import purge_cluster
+from api.schemas.clusters import (
+    ClusterCreate,
+    ClusterPatch,
+    ExecuteById,
+    effective_params,
+    normalise_llm,
+    reject_filters,
+    vector_settings,
+)
+from api.schemas.runs import cluster_metadata, cluster_model, execution_result, task_response
+from core.errors import NotFound, ValidationFailed
+from core.ids import default_cluster_name, new_cluster_id
+from core.models import ClusterStatus
+from core.store import clusters, collections, executions, namespaces
+from core.timeutil import utcnow
+
+router = APIRouter()
+
+
+def _page_from_body(page: Any, body: dict[str, Any] | None) -> Any:
+    if body and any(body.get(k) is not None for k in ("limit", "page_size", "offset", "page", "cursor")):
+        return make_page(body.get("limit"), body.get("page_size"), body.get("offset"), body.get("page"),
+                         body.get("cursor"), bool(body.get("include_total")) or page.include_total)
+    return page
+
+
+async def build_cluster_doc(svc: Any, ns: str, body: ClusterCreate, *, hidden: bool = False) -> dict[str, Any]:
+    if body.source_cluster_ids:
+        raise ValidationFailed("source_cluster_ids: composite clusters are not supported yet",
+                               code="composite_not_supported")
+    if not body.collection_ids:
+        raise ValidationFailed("collection_ids: at least one collection is required")
+    ctype = body.cluster_type or ("attribute" if body.attribute_config and not body.vector_config else "vector")
+    if ctype == "attribute":
+        raise ValidationFailed("attribute_config: attribute-based clustering is not supported yet",
+                               code="algorithm_not_supported")
+    if not body.vector_config:
+        raise ValidationFailed("vector_config: required for a vector cluster")
+    reject_filters(body.filters, "filters")
+    vc = vector_settings(body.vector_config)
+    cols = await collections.resolve_many(svc.db, ns=ns, idents=body.collection_ids, field="collection_ids")
+    now = utcnow()
+    return {
+        "cluster_id": new_cluster_id(),
+        "namespace_id": ns,
+        "cluster_name": body.cluster_name or default_cluster_name(),
+        "description": body.description,
+        "cluster_type": "vector",
+        "status": ClusterStatus.PENDING.value,
+        "input_collections": [c["collection_id"] for c in cols],
+        "algorithm": vc["algorithm"],
+        "algorithm_params": vc["algorithm_params"],
+        "feature_uris": vc["feature_uris"],
+        "sample_size": vc["sample_size"],
+        "vector_config": vc,
+        "filters": body.filters or {},
+        "metadata": body.metadata or {},
+        "llm_labeling": normalise_llm(body.llm_labeling),
+        "multi_feature_strategy": vc["multi_feature_strategy"],
+        "effective_feature_method": vc["effective_feature_method"],
+        "vis_n_components": vc["vis_n_components"],
+        "layout_stability": vc["layout_stability"],
+        "hierarchical_vector": False,
+        "hierarchical_grouping": False,
+        "enrich_source": False,
+        "hierarchy_detected": False,
+        "max_hierarchy_depth": vc["max_hierarchy_depth"],
+        "output_collection_ids": [],
+        "output_collection_names": [],
+        "hidden": hidden,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+@router.post("/v1/clusters")
+async def create_cluster(svc: ServicesDep, ns: NamespaceDep,
+                         body: Annotated[ClusterCreate | None, Body()] = None) -> dict[str, Any]:
+    doc = await build_cluster_doc(svc, ns, body or ClusterCreate())
+    return cluster_metadata(await clusters.create(svc.db, doc=doc))
+
+
+async def _list(svc: Any, ns: str, page: Any, search: str | None) -> dict[str, Any]:
+    docs, total, light = await clusters.list_page(svc.db, ns=ns, search=search, offset=page.offset, limit=page.limit)
+    by_status: dict[str, int] = {}
+    for d in light:
+        by_status[d.get("status", "PENDING")] = by_status.get(d.get("status", "PENDING"), 0) + 1
+    total_docs = sum(int(d.get("num_documents_clustered") or 0) for d in light)
+    return {
+        "results": [cluster_metadata(d) for d in docs],
+        "pagination": page.response(total),
+        "total_count": total,
+        "stats": {"total_clusters": total, "total_documents": total_docs,
+                  "avg_documents_per_cluster": (total_docs / total) if total else 0.0,
+                  "clusters_by_status": by_status},
+    }
+
+
+@router.get("/v1/clusters")
+async def list_clusters_get(svc: ServicesDep, ns: NamespaceDep, page: PageDep,
+                            search: Annotated[str | None, Query()] = None) -> dict[str, Any]:
+    return await _list(svc, ns, page, search)
+
+
+@router.post("/v1/clusters/list")
+async def list_clusters(svc: ServicesDep, ns: NamespaceDep, page: PageDep,
+                        body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+    body = body or {}
+    reject_filters(body.get("filters"), "filters")
+    return await _list(svc, ns, _page_from_body(page, body), body.get("search"))
+
+
+@router.get("/v1/clusters/{ident}")
+async def get_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
+    return cluster_metadata(await clusters.get_or_raise(svc.db, ns=ns, ident=ident))
+
+
+@router.patch("/v1/clusters/{ident}")
+async def patch_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep,
+                        body: Annotated[ClusterPatch | None, Body()] = None) -> dict[str, Any]:
+    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
+    body = body or ClusterPatch()
+    changes: dict[str, Any] = {}
+    for k in ("cluster_name", "description", "metadata"):
+        if getattr(body, k) is not None:
+            changes[k] = getattr(body, k)
+    if body.llm_labeling is not None:
+        changes["llm_labeling"] = normalise_llm(body.llm_labeling)
+    if body.filters is not None:
+        reject_filters(body.filters, "filters")
+        changes["filters"] = body.filters
+    vc = dict(cluster["vector_config"])
+    if body.sample_size is not None:
+        vc["sample_size"] = changes["sample_size"] = body.sample_size
+    if body.algorithm_params is not None:
+        vc["algorithm_params"] = changes["algorithm_params"] = effective_params(
+            vc["algorithm"], {"algorithm_params": body.algorithm_params}, "")
+    if body.layout_stability is not None:
+        vc["layout_stability"] = changes["layout_stability"] = body.layout_stability
+    if vc != cluster["vector_config"]:
+        changes["vector_config"] = vc
+    doc = await clusters.update(svc.db, ns=ns, cluster_id=cluster["cluster_id"], fields=changes) if changes \
+        else cluster
+    return cluster_model(doc)
+
+
+@router.delete("/v1/clusters/{ident}")
+async def delete_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep,
+                         cascade_output_collections: bool = True) -> dict[str, Any]:
+    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
+    deleted = await purge_cluster(svc, ns, cluster["cluster_id"])
+    return {"success": True, "cluster_id": cluster["cluster_id"], "deleted_executions": deleted}
+
+
+@router.post("/v1/clusters/{ident}/execute")
+async def execute_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep,
+                          body: Annotated[ExecuteById | None, Body()] = None) -> dict[str, Any]:
+    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
+    body = body or ExecuteById()
+    if body.mode != "full":
+        raise ValidationFailed(f"mode: '{body.mode}' is not supported yet", code="mode_not_supported")
+    reject_filters(body.filters, "filters")
+    run = await launch_run(svc, ns=ns, cluster=cluster, config=run_config(cluster, sample_size=body.sample_size))
+    return task_response(run)
+
+
+@router.get("/v1/clusters/{ident}/executions")
+async def latest_execution(ident: str, svc: ServicesDep, ns: NamespaceDep,
+                           include_vectors: bool = False) -> dict[str, Any] | None:
+    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
+    run = await executions.latest(svc.db, ns=ns, cluster_id=cluster["cluster_id"])
+    return execution_result(run, include_vectors=include_vectors) if run else None
+
+
+@router.get("/v1/clusters/{ident}/executions/{run_id}")
+async def get_execution(ident: str, run_id: str, svc: ServicesDep, ns: NamespaceDep,
+                        include_vectors: bool = False) -> dict[str, Any]:
+    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
+    run = await executions.get_or_raise(svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run_id)
+    return execution_result(run, include_vectors=include_vectors)
+
+
+@router.post("/v1/clusters/{ident}/executions/list")
+async def list_executions(ident: str, svc: ServicesDep, ns: NamespaceDep, page: PageDep,
+                          body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
+    body = body or {}
+    reject_filters(body.get("filters"), "filters")
+    page = _page_from_body(page, body)
+    runs, total, light = await executions.list_page(svc.db, ns=ns, cluster_id=cluster["cluster_id"],
+                                                    offset=page.offset, limit=page.limit)
+    by_status: dict[str, int] = {}
+    for r in light:
+        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+    times = [int(r["execution_time_ms"]) for r in light if r.get("execution_time_ms") is not None]
+    return {
+        "results": [execution_result(r, full=False) for r in runs],
+        "pagination": page.response(total),
+        "total_count": total,
+        "stats": {
+            "total_executions": total,
+            "executions_by_status": by_status,
+            "avg_execution_time_ms": (sum(times) / len(times)) if times else 0.0,
+            "total_documents_clustered": sum(int(r.get("num_points") or 0) for r in light),
+            "avg_num_clusters": (sum(int(r.get("num_clusters") or 0) for r in light) / total) if total else 0.0,
+        },
+    }
+
+
+@router.get("/v1/tasks/{task_id}")
+async def get_task(task_id: str, svc: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    run = await executions.by_task_id(svc.db, task_id=task_id)
+    if run is not None:
+        ns = await namespaces.find(svc.db, ident=run["namespace_id"])
+        if ns is None or not principal.may_use(ns):
+            run = None
+    if run is None:
+        raise NotFound(f"task '{task_id}' not found")
+    return task_response(run)

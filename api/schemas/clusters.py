@@ -1,0 +1,143 @@
+"""Cluster definition requests (create, patch) and their translation to stored documents."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.algorithms import get_algorithm, validate_params
+from core.errors import ValidationFailed
+from core.models import ClusteringAlgorithm
+
+LEGACY_PARAMS = {"kmeans": "kmeans_parameters", "dbscan": "dbscan_parameters", "hdbscan": "hdbscan_parameters"}
+LLM_MODELS = {
+    "gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
+    "o3-mini-2025-01-31", "gemini-2.5-flash-lite", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-3.1-flash-lite",
+    "gemini-3.5-flash-lite", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001",
+    "claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022", "jev-latest", "jev-preview", "jev-1.13.0",
+}
+LLM_SHORT = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06", "gpt-4.1": "gpt-4.1-2025-04-14",
+             "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14", "o3-mini": "o3-mini-2025-01-31"}
+
+
+class ClusterCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    collection_ids: list[str] | None = Field(None, min_length=1)
+    source_cluster_ids: list[str] | None = None
+    cluster_name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    cluster_type: Literal["vector", "attribute"] | None = None
+    vector_config: dict[str, Any] | None = None
+    attribute_config: dict[str, Any] | None = None
+    filters: dict[str, Any] | None = None
+    llm_labeling: dict[str, Any] | None = None
+
+
+class ClusterPatch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cluster_name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    llm_labeling: dict[str, Any] | None = None
+    filters: dict[str, Any] | None = None
+    sample_size: int | None = Field(None, ge=1, le=1_000_000)
+    algorithm_params: dict[str, Any] | None = None
+    layout_stability: Literal["none", "transform", "align"] | None = None
+
+
+class ExecuteById(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    mode: Literal["full", "assign", "composite"] = "full"
+    filters: dict[str, Any] | None = None
+    sample_size: int | None = Field(None, ge=1, le=1_000_000)
+    vis_n_components: Literal[2, 3] | None = None
+    layout_stability: Literal["none", "transform", "align"] | None = None
+    llm_labeling: dict[str, Any] | None = None
+    defer_visualization: bool | None = None
+
+
+def reject_filters(filters: dict[str, Any] | None, field: str) -> None:
+    # Document pre-filters arrive with the query surface; running unfiltered would be silently wrong.
+    if filters:
+        raise ValidationFailed(f"{field}: document filters are not supported yet", code="filters_not_supported")
+
+
+def normalise_llm(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
+    if cfg is None:
+        return None
+    cfg = dict(cfg)
+    name = cfg.get("model_name")
+    if name is not None:
+        name = LLM_SHORT.get(name, name)
+        if name not in LLM_MODELS:
+            raise ValidationFailed(f"llm_labeling.model_name: '{cfg['model_name']}' is not a supported model")
+        cfg["model_name"] = name
+    return cfg
+
+
+def effective_params(algorithm: str, vc: dict[str, Any], field: str) -> dict[str, Any]:
+    """algorithm_params > legacy <algo>_parameters > defaults; foreign keys are ignored."""
+    raw = vc.get("algorithm_params")
+    if not raw and LEGACY_PARAMS.get(algorithm):
+        raw = vc.get(LEGACY_PARAMS[algorithm])
+    if raw is not None and not isinstance(raw, dict):
+        raise ValidationFailed(f"{field}.algorithm_params: must be an object")
+    return validate_params(algorithm, raw, field=f"{field}.algorithm_params").model_dump(mode="json")
+
+
+def check_algorithm(value: Any, field: str) -> str:
+    valid = {a.value for a in ClusteringAlgorithm}
+    if value not in valid:
+        raise ValidationFailed(f"{field}: must be one of {sorted(valid)} (got {value!r})")
+    name = "hdbscan" if value == "auto" else str(value)
+    get_algorithm(name)  # raises algorithm_not_supported for the ones not built yet
+    return name
+
+
+def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
+    """Validate a vector_config; returns the stored, normalised config (always with clustering_method)."""
+    if not vc.get("clustering_method"):
+        raise ValidationFailed("vector_config.clustering_method: field required")
+    algorithm = check_algorithm(vc["clustering_method"], "vector_config.clustering_method")
+    uris = vc.get("feature_uris") or ([vc["feature_uri"]] if vc.get("feature_uri") else [])
+    if not uris or not all(isinstance(u, str) and u for u in uris):
+        raise ValidationFailed("vector_config.feature_uris: at least one feature URI (or vector name) is required")
+    if len(uris) > 1:
+        raise ValidationFailed("vector_config.feature_uris: multi-feature clustering is not supported yet",
+                               code="multi_feature_not_supported")
+    if vc.get("hierarchical"):
+        raise ValidationFailed("vector_config.hierarchical: hierarchical vector clustering is not supported yet",
+                               code="hierarchical_not_supported")
+    sample_size = vc.get("sample_size")
+    if sample_size is not None and (type(sample_size) is not int or not 1 <= sample_size <= 1_000_000):
+        raise ValidationFailed("vector_config.sample_size: must be an integer between 1 and 1000000")
+    method = vc.get("effective_feature_method") or "mean"
+    if method not in ("mean", "median", "medoid"):
+        raise ValidationFailed("vector_config.effective_feature_method: must be mean, median or medoid")
+    vis = vc.get("vis_n_components", 2)
+    if vis not in (2, 3):
+        raise ValidationFailed("vector_config.vis_n_components: must be 2 or 3")
+    layout = vc.get("layout_stability")
+    if layout not in (None, "none", "transform", "align"):
+        raise ValidationFailed("vector_config.layout_stability: must be none, transform or align")
+    normalize = vc.get("normalize_features", True)
+    if not isinstance(normalize, bool):
+        raise ValidationFailed("vector_config.normalize_features: must be a boolean")
+    return {
+        "clustering_method": vc["clustering_method"],
+        "algorithm": algorithm,
+        "feature_uris": list(uris),
+        "sample_size": sample_size,
+        "algorithm_params": effective_params(algorithm, vc, "vector_config"),
+        "normalize_features": normalize,
+        "multi_feature_strategy": "concatenate",
+        "output_strategy": "single",
+        "effective_feature_method": method,
+        "enrich_source": False,
+        "hierarchical": False,
+        "max_hierarchy_depth": 3,
+        "vis_n_components": vis,
+        "layout_stability": layout,
+    }

@@ -1,0 +1,112 @@
+"""Cluster centroids and per-point distance / cosine to the point's own centroid.
+
+Noise (label -1) never belongs to a cluster: it gets no centroid and NaN per-point values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CENTROID_METHODS: tuple[str, ...] = ("mean", "median", "medoid")
+
+# Exact medoids cost O(m^2) per cluster; above this size use the member nearest the mean.
+MEDOID_EXACT_MAX = 2048
+_CHUNK = 65536
+
+
+def cluster_members(labels: np.ndarray, cluster_labels: np.ndarray) -> list[np.ndarray]:
+    """Indices of each cluster's members, in `cluster_labels` order (one sort, not k masks)."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.searchsorted(sorted_labels, cluster_labels, side="left")
+    ends = np.searchsorted(sorted_labels, cluster_labels, side="right")
+    return [order[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def compute_centroids(
+    X: np.ndarray, labels: np.ndarray, method: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (cluster label values sorted ascending, float32 centroids of shape (k, D))."""
+    if method not in CENTROID_METHODS:
+        raise ValueError(f"centroid method must be one of {CENTROID_METHODS} (got {method!r})")
+    cluster_labels = np.unique(labels[labels != -1]).astype(np.int64)
+    centroids = np.empty((len(cluster_labels), X.shape[1]), dtype=np.float32)
+    for i, idx in enumerate(cluster_members(labels, cluster_labels)):
+        members = np.asarray(X[idx], dtype=np.float64)
+        if method == "mean":
+            centroids[i] = members.mean(axis=0)
+        elif method == "median":
+            centroids[i] = np.median(members, axis=0)
+        else:
+            centroids[i] = members[_medoid_index(members)]
+    return cluster_labels, centroids
+
+
+def _medoid_index(members: np.ndarray) -> int:
+    """Member with the smallest summed Euclidean distance to the others."""
+    m = members.shape[0]
+    if m > MEDOID_EXACT_MAX:
+        d = np.linalg.norm(members - members.mean(axis=0), axis=1)
+        return int(np.argmin(d))
+    sq = np.einsum("ij,ij->i", members, members)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (members @ members.T)
+    return int(np.argmin(np.sqrt(np.maximum(d2, 0.0)).sum(axis=1)))
+
+
+def _centroid_index(labels: np.ndarray, cluster_labels: np.ndarray) -> np.ndarray:
+    """Row of each point's centroid in `cluster_labels`; -1 for noise."""
+    idx = np.searchsorted(cluster_labels, labels)
+    clustered = labels != -1
+    safe = np.minimum(idx, max(len(cluster_labels) - 1, 0))
+    if clustered.any() and (
+        len(cluster_labels) == 0 or not np.array_equal(cluster_labels[safe[clustered]], labels[clustered])
+    ):
+        raise ValueError("labels contain values missing from cluster_labels")
+    return np.where(clustered, idx, -1)
+
+
+def distances_to_centroids(
+    X: np.ndarray, labels: np.ndarray, cluster_labels: np.ndarray, centroids: np.ndarray
+) -> np.ndarray:
+    """Euclidean distance of each point to its own cluster's centroid: float32 (N,), NaN for noise."""
+    idx = _centroid_index(labels, cluster_labels)
+    out = np.full(X.shape[0], np.nan, dtype=np.float32)
+    for start in range(0, X.shape[0], _CHUNK):
+        rows = np.nonzero(idx[start : start + _CHUNK] >= 0)[0] + start
+        if rows.size:
+            diff = np.asarray(X[rows], dtype=np.float32) - centroids[idx[rows]]
+            out[rows] = np.linalg.norm(diff, axis=1)
+    return out
+
+
+def cosine_to_centroids(
+    X: np.ndarray, labels: np.ndarray, cluster_labels: np.ndarray, centroids: np.ndarray
+) -> np.ndarray:
+    """Cosine similarity of each point to its own centroid: float32 (N,), NaN for noise.
+
+    A zero vector (or zero centroid) has no direction; its similarity is reported as 0.0.
+    """
+    idx = _centroid_index(labels, cluster_labels)
+    c_norm = np.linalg.norm(centroids, axis=1)
+    out = np.full(X.shape[0], np.nan, dtype=np.float32)
+    for start in range(0, X.shape[0], _CHUNK):
+        rows = np.nonzero(idx[start : start + _CHUNK] >= 0)[0] + start
+        if not rows.size:
+            continue
+        pts = np.asarray(X[rows], dtype=np.float32)
+        cents = centroids[idx[rows]]
+        denom = np.linalg.norm(pts, axis=1) * c_norm[idx[rows]]
+        dots = np.einsum("ij,ij->i", pts, cents)
+        cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+        out[rows] = np.clip(cos, -1.0, 1.0)
+    return out
+
+
+def cosine_stats(
+    cosines: np.ndarray, labels: np.ndarray, cluster_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster (mean, min) of `cosine_to_centroids` output, float64 arrays of shape (k,)."""
+    groups = cluster_members(labels, cluster_labels)
+    means = np.array([float(cosines[g].mean(dtype=np.float64)) for g in groups], dtype=np.float64)
+    mins = np.array([float(cosines[g].min()) for g in groups], dtype=np.float64)
+    return means, mins

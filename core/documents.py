@@ -1,0 +1,125 @@
+"""Pure validation of incoming documents (single creates and batches)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.errors import ValidationFailed
+from core.vectors import validate_vectors
+
+_RESERVED = {"_id", "namespace_id", "created_at", "updated_at", "vectors", "document_id", "collection_id"}
+_MAX_KEY_DEPTH = 20
+
+
+@dataclass
+class PreparedDocument:
+    document_id: str | None
+    fields: dict[str, Any]
+    vectors: dict[str, np.ndarray]
+
+
+def check_keys(value: Any, loc: str, depth: int = 0) -> None:
+    """MongoDB field names may not start with '$' or contain '.'; reject them with their path."""
+    if depth > _MAX_KEY_DEPTH:
+        raise ValidationFailed(f"{loc}: nested deeper than {_MAX_KEY_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or not k or k.startswith("$") or "." in k or "\x00" in k:
+                raise ValidationFailed(f"{loc}.{k}: field names may not be empty, start with '$' or contain '.'")
+            check_keys(v, f"{loc}.{k}", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_keys(v, f"{loc}[{i}]", depth + 1)
+
+
+def prepare(
+    raw: dict[str, Any],
+    *,
+    loc: str,
+    known_dimensions: dict[str, int],
+    declared_only: bool,
+    max_dimensions: int,
+    extra_field_key: str | None = None,
+) -> PreparedDocument:
+    """Split a request document into id, stored fields and float32 vectors.
+
+    `extra_field_key` names a free-form object merged into the stored fields (BYO `payload`).
+    """
+    doc_id = raw.get("document_id")
+    if doc_id is not None and (not isinstance(doc_id, str) or not doc_id.strip() or len(doc_id) > 200):
+        raise ValidationFailed(f"{loc}.document_id: must be a non-empty string of at most 200 characters")
+    vectors = validate_vectors(
+        raw.get("vectors"),
+        loc=f"{loc}.vectors",
+        known_dimensions=known_dimensions,
+        max_dimensions=max_dimensions,
+        declared_only=declared_only,
+    )
+    fields: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in _RESERVED or k == extra_field_key:
+            continue
+        fields[k] = v
+    if extra_field_key and raw.get(extra_field_key) is not None:
+        payload = raw[extra_field_key]
+        if not isinstance(payload, dict):
+            raise ValidationFailed(f"{loc}.{extra_field_key}: must be an object")
+        fields.update({k: v for k, v in payload.items() if k not in _RESERVED})
+    metadata = fields.get("metadata")
+    if metadata is None:
+        fields["metadata"] = {}
+    elif not isinstance(metadata, dict):
+        raise ValidationFailed(f"{loc}.metadata: must be an object")
+    check_keys(fields, loc)
+    fields.setdefault("source_type", "direct_upsert")
+    return PreparedDocument(doc_id.strip() if isinstance(doc_id, str) else None, fields, vectors)
+
+
+def prepare_batch(
+    raws: list[Any],
+    *,
+    known_dimensions: dict[str, int],
+    declared_only: bool,
+    max_dimensions: int,
+    max_documents: int,
+    extra_field_key: str | None = None,
+) -> tuple[list[PreparedDocument], dict[str, int]]:
+    """Validate a whole batch before anything is written; returns the documents and the vector
+    names it would newly index. Errors list every bad position (up to 20)."""
+    if len(raws) > max_documents:
+        raise ValidationFailed(f"documents: {len(raws)} documents exceeds the batch limit of {max_documents}")
+    if not raws:
+        raise ValidationFailed("documents: must contain at least one document")
+    known = dict(known_dimensions)
+    new: dict[str, int] = {}
+    out: list[PreparedDocument] = []
+    errors: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(raws):
+        loc = f"documents[{i}]"
+        try:
+            if not isinstance(raw, dict):
+                raise ValidationFailed(f"{loc}: must be an object")
+            doc = prepare(raw, loc=loc, known_dimensions=known, declared_only=declared_only,
+                          max_dimensions=max_dimensions, extra_field_key=extra_field_key)
+            if doc.document_id is not None:
+                if doc.document_id in seen:
+                    raise ValidationFailed(
+                        f"{loc}.document_id: '{doc.document_id}' repeats documents[{seen[doc.document_id]}]")
+                seen[doc.document_id] = i
+            for name, vec in doc.vectors.items():
+                if name not in known:
+                    known[name] = new[name] = int(vec.shape[0])
+            out.append(doc)
+        except ValidationFailed as exc:
+            errors.append({"loc": ["documents", i], "msg": exc.message, "type": "value_error"})
+            if len(errors) >= 20:
+                break
+    if errors:
+        more = f" (and {len(errors) - 1} more; the batch was not written)" if len(errors) > 1 else \
+            " (the batch was not written)"
+        raise ValidationFailed(errors[0]["msg"] + more, details={"validation_errors": errors})
+    return out, new

@@ -1,0 +1,175 @@
+"""The clustering pipeline over arrays: validate, normalise, fit, centroids, distances, metrics.
+
+No I/O: the worker pulls vectors, calls `run_pipeline`, and stores the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from core.algorithms import get_algorithm
+from core.centroids import compute_centroids, cosine_stats, cosine_to_centroids, distances_to_centroids
+from core.errors import RunDataError
+from core.metrics import quality_metrics
+
+Progress = Callable[[str, float], None]
+
+# Stage name -> cumulative fraction reported once the stage is done.
+STAGES: tuple[tuple[str, float], ...] = (
+    ("validate", 0.1),
+    ("normalize", 0.2),
+    ("fit", 0.6),
+    ("centroids", 0.75),
+    ("distances", 0.85),
+    ("metrics", 1.0),
+)
+
+
+class RunCanceled(Exception):
+    """Raised between stages when `should_cancel()` says so.
+
+    Not a ClusterdError on purpose: a cancel is not a failure and must not be mapped to one.
+    """
+
+    def __init__(self, stage: str):
+        super().__init__(f"run canceled before stage '{stage}'")
+        self.stage = stage
+
+
+@dataclass
+class PipelineConfig:
+    algorithm: str
+    params: BaseModel  # validated by core.algorithms.validate_params
+    normalize: bool = True
+    seed: int = 42
+    compute_metrics: bool = True
+    metrics_sample_size: int = 10_000
+    centroid_method: str = "mean"
+
+
+@dataclass
+class ClusterSummary:
+    cluster_id: str  # "cl_<k>", k = algorithm label
+    label_value: int
+    num_members: int
+    centroid: np.ndarray  # float32 (D,), in the clustered (normalised) space
+    mean_cosine_similarity: float | None
+    min_cosine_similarity: float | None
+
+
+@dataclass
+class PipelineResult:
+    labels: np.ndarray  # int64 (N,), -1 = noise
+    clusters: list[ClusterSummary]  # sorted by label
+    distances: np.ndarray  # float32 (N,), NaN for noise
+    metrics: dict[str, Any]  # {} when compute_metrics is False
+    num_points: int
+    num_clusters: int  # excludes noise
+
+
+def validate_input(X: np.ndarray) -> np.ndarray:
+    """Return `X` as a float32 (N, D) array, or raise RunDataError naming what is wrong."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise RunDataError(f"vectors must form a 2-D array (got shape {X.shape})")
+    if not (np.issubdtype(X.dtype, np.number) and not np.issubdtype(X.dtype, np.complexfloating)):
+        raise RunDataError(f"vectors must be real numbers (got dtype {X.dtype})")
+    if X.shape[0] < 2:
+        raise RunDataError(f"at least 2 points are needed to cluster (got {X.shape[0]})")
+    if X.shape[1] < 1:
+        raise RunDataError("vectors have no dimensions")
+    X = X.astype(np.float32, copy=False)
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise RunDataError(
+            f"vectors contain NaN or infinite values ({int(bad.sum())} of {X.shape[0]} points)"
+        )
+    return X
+
+
+def l2_normalize(X: np.ndarray) -> np.ndarray:
+    """Unit-length rows; zero rows stay zero (they have no direction to keep)."""
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    out: np.ndarray = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+    return out
+
+
+def run_pipeline(
+    X: np.ndarray,
+    config: PipelineConfig,
+    progress: Progress | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> PipelineResult:
+    """Cluster `X` per `config`; calls `progress(stage, fraction)` after each stage and checks
+    `should_cancel()` before each one, raising RunCanceled."""
+    spec = get_algorithm(config.algorithm)
+    stages = iter(STAGES)
+
+    def step() -> None:
+        name, fraction = next(stages)
+        if progress is not None:
+            progress(name, fraction)
+
+    def check(stage: str) -> None:
+        if should_cancel is not None and should_cancel():
+            raise RunCanceled(stage)
+
+    check("validate")
+    X = validate_input(X)
+    step()
+
+    check("normalize")
+    if config.normalize:
+        X = l2_normalize(X)
+    step()
+
+    check("fit")
+    labels = spec.fit(X, config.params, config.seed)
+    step()
+
+    check("centroids")
+    cluster_labels, centroids = compute_centroids(X, labels, config.centroid_method)
+    cosines = cosine_to_centroids(X, labels, cluster_labels, centroids)
+    mean_cos, min_cos = cosine_stats(cosines, labels, cluster_labels)
+    counts = np.bincount(np.searchsorted(cluster_labels, labels[labels != -1]), minlength=len(cluster_labels))
+    clusters = [
+        ClusterSummary(
+            cluster_id=f"cl_{int(label)}",
+            label_value=int(label),
+            num_members=int(counts[i]),
+            centroid=centroids[i],
+            mean_cosine_similarity=float(mean_cos[i]),
+            min_cosine_similarity=float(min_cos[i]),
+        )
+        for i, label in enumerate(cluster_labels)
+    ]
+    step()
+
+    check("distances")
+    distances = distances_to_centroids(X, labels, cluster_labels, centroids)
+    step()
+
+    check("metrics")
+    metrics: dict[str, Any] = {}
+    if config.compute_metrics:
+        metrics = quality_metrics(X, labels, sample_size=config.metrics_sample_size, seed=config.seed)
+        member_cos = cosines[labels != -1]
+        metrics["mean_cosine_to_centroid"] = (
+            float(member_cos.mean(dtype=np.float64)) if member_cos.size else None
+        )
+        metrics["min_cosine_to_centroid"] = float(member_cos.min()) if member_cos.size else None
+    step()
+
+    return PipelineResult(
+        labels=labels,
+        clusters=clusters,
+        distances=distances,
+        metrics=metrics,
+        num_points=int(X.shape[0]),
+        num_clusters=len(clusters),
+    )

@@ -1,0 +1,145 @@
+"""Documents: metadata, free fields and named vectors stored as float32 bytes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from core.errors import Conflict, NotFound
+from core.store.db import Database
+from core.timeutil import utcnow
+from core.vectors import decode, decode_many, encode
+
+RESERVED = {"_id", "namespace_id", "collection_id", "document_id", "vectors", "created_at", "updated_at"}
+
+
+def to_record(
+    *, ns: str, collection_id: str, document_id: str, fields: dict[str, Any], vectors: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        **fields,
+        "namespace_id": ns,
+        "collection_id": collection_id,
+        "document_id": document_id,
+        "vectors": {name: encode(v) for name, v in vectors.items()},
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def to_public(doc: dict[str, Any], *, with_vectors: bool) -> dict[str, Any]:
+    out = {k: v for k, v in doc.items() if k not in ("_id", "namespace_id", "vectors")}
+    if with_vectors:
+        out["vectors"] = {n: decode(b).tolist() for n, b in (doc.get("vectors") or {}).items()}
+    return out
+
+
+async def insert_one(db: Database, record: dict[str, Any]) -> None:
+    try:
+        await db.documents.insert_one(dict(record))
+    except DuplicateKeyError:
+        raise Conflict(
+            f"document_id: '{record['document_id']}' already exists in this collection", code="document_exists"
+        ) from None
+
+
+async def upsert_many(db: Database, *, ns: str, collection_id: str, records: list[dict[str, Any]]) -> None:
+    """Replace documents whose id exists, insert the rest (records are already validated)."""
+    base = {"namespace_id": ns, "collection_id": collection_id}
+    ids = [r["document_id"] for r in records]
+    existing = {
+        d["document_id"]: d.get("created_at")
+        async for d in db.documents.find({**base, "document_id": {"$in": ids}}, {"document_id": 1, "created_at": 1})
+    }
+    fresh = [dict(r) for r in records if r["document_id"] not in existing]
+    retry: list[dict[str, Any]] = []
+    if fresh:
+        try:
+            await db.documents.insert_many(fresh, ordered=False)
+        except BulkWriteError as exc:  # inserted concurrently by another writer: replace instead
+            dup_idx = {e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
+            retry = [fresh[i] for i in sorted(dup_idx)]
+            if len(dup_idx) != len(exc.details.get("writeErrors", [])):
+                raise
+    for r in [r for r in records if r["document_id"] in existing] + retry:
+        r = {k: v for k, v in r.items() if k != "_id"}
+        r["created_at"] = existing.get(r["document_id"]) or r["created_at"]
+        await db.documents.replace_one({**base, "document_id": r["document_id"]}, r, upsert=True)
+
+
+async def get_or_raise(db: Database, *, ns: str, collection_id: str, document_id: str) -> dict[str, Any]:
+    doc = await db.documents.find_one(
+        {"namespace_id": ns, "collection_id": collection_id, "document_id": document_id}, {"_id": 0}
+    )
+    if doc is None:
+        raise NotFound(f"document '{document_id}' not found")
+    return doc  # type: ignore[no-any-return]
+
+
+async def count(db: Database, *, ns: str, collection_id: str) -> int:
+    return int(await db.documents.count_documents({"namespace_id": ns, "collection_id": collection_id}))
+
+
+async def list_page(
+    db: Database, *, ns: str, collection_id: str, offset: int, limit: int, with_vectors: bool
+) -> tuple[list[dict[str, Any]], int]:
+    q = {"namespace_id": ns, "collection_id": collection_id}
+    total = await db.documents.count_documents(q)
+    proj: dict[str, int] = {"_id": 0} if with_vectors else {"_id": 0, "vectors": 0}
+    cursor = db.documents.find(q, proj).sort("document_id", 1).skip(offset).limit(limit)
+    return [d async for d in cursor], int(total)
+
+
+async def delete_one(db: Database, *, ns: str, collection_id: str, document_id: str) -> bool:
+    res = await db.documents.delete_one({"namespace_id": ns, "collection_id": collection_id, "document_id": document_id})
+    return bool(res.deleted_count)
+
+
+async def delete_collection(db: Database, *, ns: str, collection_id: str) -> int:
+    res = await db.documents.delete_many({"namespace_id": ns, "collection_id": collection_id})
+    return int(res.deleted_count)
+
+
+async def count_matching(db: Database, *, ns: str, collection_ids: list[str]) -> int:
+    q = {"namespace_id": ns, "collection_id": {"$in": collection_ids}}
+    return int(await db.documents.count_documents(q))
+
+
+async def iter_vector_batches(
+    db: Database,
+    *,
+    ns: str,
+    collection_id: str,
+    vector_name: str,
+    dimensions: int,
+    batch_size: int,
+) -> AsyncIterator[tuple[list[str], np.ndarray, int]]:
+    """Yield (document_ids, vectors float32 (n, d), skipped) in ascending document_id order.
+
+    Documents lacking the vector are skipped (the run's index_gap); a stored vector of another
+    length is counted as skipped too rather than breaking the batch's reshape.
+    """
+    field = f"vectors.{vector_name}"
+    q = {"namespace_id": ns, "collection_id": collection_id}
+    cursor = db.documents.find(q, {"_id": 0, "document_id": 1, field: 1}).sort("document_id", 1)
+    cursor = cursor.batch_size(batch_size)
+    ids: list[str] = []
+    blobs: list[bytes] = []
+    skipped = 0
+    width = dimensions * 4
+    async for doc in cursor:
+        blob = (doc.get("vectors") or {}).get(vector_name)
+        if blob is None or len(blob) != width:
+            skipped += 1
+            continue
+        ids.append(doc["document_id"])
+        blobs.append(bytes(blob))
+        if len(ids) >= batch_size:
+            yield ids, decode_many(blobs, dimensions), skipped
+            ids, blobs, skipped = [], [], 0
+    if ids or skipped:
+        yield ids, decode_many(blobs, dimensions), skipped

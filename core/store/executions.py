@@ -1,0 +1,161 @@
+"""Cluster executions (runs): the state machine pending -> processing -> completed|failed|canceled.
+
+Every worker write after the claim is fenced on (status=processing, attempt) so a stale copy of
+a redelivered task can never overwrite the result of the copy that owns the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import NotFound
+from core.models import RunStatus
+from core.store.db import Database
+from core.timeutil import utcnow
+
+_PROJ = {"_id": 0}
+_ACTIVE = [RunStatus.PENDING.value, RunStatus.PROCESSING.value]
+
+
+async def create_pending(db: Database, *, doc: dict[str, Any]) -> dict[str, Any]:
+    doc = {
+        **doc,
+        "status": RunStatus.PENDING.value,
+        "num_clusters": 0,
+        "num_points": 0,
+        "attempts": 0,
+        "progress": {"stage": "queued", "fraction": 0.0},
+        "created_at": utcnow(),
+    }
+    await db.cluster_executions.insert_one(dict(doc))
+    return doc
+
+
+async def get(db: Database, *, run_id: str) -> dict[str, Any] | None:
+    return await db.cluster_executions.find_one({"run_id": run_id}, _PROJ)  # type: ignore[no-any-return]
+
+
+async def get_or_raise(db: Database, *, ns: str, cluster_id: str, run_id: str) -> dict[str, Any]:
+    doc = await db.cluster_executions.find_one({"namespace_id": ns, "cluster_id": cluster_id, "run_id": run_id}, _PROJ)
+    if doc is None:
+        raise NotFound(f"run '{run_id}' of cluster '{cluster_id}' not found")
+    return doc  # type: ignore[no-any-return]
+
+
+async def by_task_id(db: Database, *, task_id: str) -> dict[str, Any] | None:
+    return await db.cluster_executions.find_one({"task_id": task_id}, _PROJ)  # type: ignore[no-any-return]
+
+
+async def latest(db: Database, *, ns: str, cluster_id: str) -> dict[str, Any] | None:
+    cursor = (
+        db.cluster_executions.find({"namespace_id": ns, "cluster_id": cluster_id}, _PROJ)
+        .sort([("created_at", -1), ("run_id", -1)])
+        .limit(1)
+    )
+    docs = [d async for d in cursor]
+    return docs[0] if docs else None
+
+
+async def list_page(
+    db: Database, *, ns: str, cluster_id: str, offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
+    q = {"namespace_id": ns, "cluster_id": cluster_id}
+    total = await db.cluster_executions.count_documents(q)
+    cursor = (
+        db.cluster_executions.find(q, {"_id": 0, "error_traceback": 0})
+        .sort([("created_at", -1), ("run_id", -1)])
+        .skip(offset)
+        .limit(limit)
+    )
+    page = [d async for d in cursor]
+    light_proj = {"_id": 0, "status": 1, "execution_time_ms": 1, "num_points": 1, "num_clusters": 1}
+    light = [d async for d in db.cluster_executions.find(q, light_proj)]
+    return page, int(total), light
+
+
+async def claim(db: Database, *, run_id: str, worker: str) -> dict[str, Any] | None:
+    """Compare-and-set pending -> processing. None: the run is not pending (duplicate delivery)."""
+    now = utcnow()
+    doc = await db.cluster_executions.find_one_and_update(
+        {"run_id": run_id, "status": RunStatus.PENDING.value},
+        {
+            "$set": {
+                "status": RunStatus.PROCESSING.value,
+                "worker": worker,
+                "started_at": now,
+                "heartbeat_at": now,
+                "progress": {"stage": "claimed", "fraction": 0.0},
+            },
+            "$inc": {"attempts": 1},
+        },
+        return_document=True,
+    )
+    return _strip(doc)
+
+
+def _strip(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    # no projection in find_one_and_update: mongomock returns None for {"_id": 0} with
+    # return_document=AFTER, which would turn every claim into a "duplicate delivery"
+    if doc is not None:
+        doc.pop("_id", None)
+    return doc
+
+
+def _fence(run_id: str, attempt: int) -> dict[str, Any]:
+    return {"run_id": run_id, "status": RunStatus.PROCESSING.value, "attempts": attempt}
+
+
+async def report_progress(db: Database, *, run_id: str, attempt: int, stage: str, fraction: float) -> bool:
+    res = await db.cluster_executions.update_one(
+        _fence(run_id, attempt),
+        {"$set": {"progress": {"stage": stage, "fraction": round(fraction, 4)}, "heartbeat_at": utcnow()}},
+    )
+    return bool(res.matched_count)
+
+
+async def complete(db: Database, *, run_id: str, attempt: int, fields: dict[str, Any]) -> bool:
+    res = await db.cluster_executions.update_one(
+        _fence(run_id, attempt),
+        {
+            "$set": {
+                **fields,
+                "status": RunStatus.COMPLETED.value,
+                "completed_at": utcnow(),
+                "progress": {"stage": "completed", "fraction": 1.0},
+            }
+        },
+    )
+    return bool(res.matched_count)
+
+
+async def fail(
+    db: Database, *, run_id: str, fields: dict[str, Any], attempt: int | None = None
+) -> dict[str, Any] | None:
+    """Mark failed. With `attempt`, fenced to that attempt's processing copy; without, any
+    active (pending/processing) run is failed: used by the enqueue error path and signal handlers."""
+    q: dict[str, Any] = _fence(run_id, attempt) if attempt is not None else {"run_id": run_id, "status": {"$in": _ACTIVE}}
+    doc = await db.cluster_executions.find_one_and_update(
+        q, {"$set": {**fields, "status": RunStatus.FAILED.value, "completed_at": utcnow()}}, return_document=True
+    )
+    return _strip(doc)
+
+
+async def is_canceled(db: Database, *, run_id: str) -> bool:
+    doc = await db.cluster_executions.find_one({"run_id": run_id}, {"_id": 0, "status": 1})
+    return doc is not None and doc["status"] == RunStatus.CANCELED.value
+
+
+async def cancel_active(db: Database, *, ns: str, cluster_id: str) -> list[str]:
+    q = {"namespace_id": ns, "cluster_id": cluster_id, "status": {"$in": _ACTIVE}}
+    ids = [d["run_id"] async for d in db.cluster_executions.find(q, {"_id": 0, "run_id": 1})]
+    if ids:
+        await db.cluster_executions.update_many(
+            {"run_id": {"$in": ids}, "status": {"$in": _ACTIVE}},
+            {"$set": {"status": RunStatus.CANCELED.value, "completed_at": utcnow()}},
+        )
+    return ids
+
+
+async def delete_for_cluster(db: Database, *, ns: str, cluster_id: str) -> int:
+    res = await db.cluster_executions.delete_many({"namespace_id": ns, "cluster_id": cluster_id})
+    return int(res.deleted_count)

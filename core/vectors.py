@@ -1,0 +1,125 @@
+"""Vector validation and the float32 wire/storage format (little-endian bytes, decoded with frombuffer)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from core.errors import ValidationFailed
+
+VECTOR_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
+_URI_RE = re.compile(r"^mixpeek://(?P<extractor>[^@/]+)@(?P<version>[^/]+)/(?P<output>[^/]+)$")
+DTYPE = np.dtype("<f4")
+
+
+def parse_feature_uri(uri: str) -> tuple[str, str, str] | None:
+    """`mixpeek://{extractor}@{version}/{output}` -> (extractor, version, output), else None."""
+    m = _URI_RE.match(uri)
+    return (m["extractor"], m["version"], m["output"]) if m else None
+
+
+def storage_name(key: str) -> str:
+    """A vector key is a bare name or a feature URI; vectors are stored under the URI's output name."""
+    parsed = parse_feature_uri(key)
+    return parsed[2] if parsed else key
+
+
+def default_feature_uri(name: str) -> str:
+    return f"mixpeek://direct@v1/{name}"
+
+
+def resolve_vector_name(requested: str, available: set[str]) -> str | None:
+    """Contract §1.9: exact key, else the URI's output, else `{extractor}_{version}_{output}`."""
+    if requested in available:
+        return requested
+    parsed = parse_feature_uri(requested)
+    if parsed is None:
+        return None
+    extractor, version, output = parsed
+    for candidate in (output, f"{extractor}_{version}_{output}"):
+        if candidate in available:
+            return candidate
+    return None
+
+
+def to_float32(value: Any, *, loc: str, max_dimensions: int) -> np.ndarray:
+    """Check one dense vector strictly (JSON numbers only, finite in float32) and return it."""
+    if not isinstance(value, list):
+        raise ValidationFailed(f"{loc}: must be a list of numbers, got {type(value).__name__}")
+    if not value:
+        raise ValidationFailed(f"{loc}: must not be empty")
+    if len(value) > max_dimensions:
+        raise ValidationFailed(f"{loc}: {len(value)} dimensions exceeds the limit of {max_dimensions}")
+    for i, x in enumerate(value):
+        # bool is an int subclass; strings and nested lists are not numbers either
+        if type(x) is not float and type(x) is not int:
+            kind = "a nested list (ragged or multi-vector input)" if isinstance(x, list) else type(x).__name__
+            raise ValidationFailed(f"{loc}[{i}]: must be a number, got {kind}")
+        if type(x) is float and not math.isfinite(x):
+            raise ValidationFailed(f"{loc}[{i}]: must be finite, got {x}")
+    arr = np.asarray(value, dtype=np.float64)
+    out = arr.astype(DTYPE)
+    if not np.isfinite(out).all():
+        bad = int(np.argmin(np.isfinite(out)))
+        raise ValidationFailed(f"{loc}[{bad}]: {value[bad]} overflows float32")
+    return out
+
+
+def encode(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype=DTYPE).tobytes()
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=DTYPE)
+
+
+def decode_many(chunks: list[bytes], dimensions: int) -> np.ndarray:
+    """Decode equal-length float32 blobs into an (n, dimensions) array with one copy."""
+    if not chunks:
+        return np.empty((0, dimensions), dtype=DTYPE)
+    return np.frombuffer(b"".join(chunks), dtype=DTYPE).reshape(len(chunks), dimensions)
+
+
+def validate_vectors(
+    vectors: Any,
+    *,
+    loc: str,
+    known_dimensions: Mapping[str, int],
+    max_dimensions: int,
+    declared_only: bool = False,
+) -> dict[str, np.ndarray]:
+    """Validate a document's `vectors` map against the collection's indexes.
+
+    Returns {storage_name: float32 array}. A known name must match its fixed dimension. A name not
+    yet indexed is rejected when the collection declared its indexes (`declared_only`), else it is
+    accepted and will be indexed with its dimension.
+    """
+    if vectors is None:
+        return {}
+    if not isinstance(vectors, dict):
+        raise ValidationFailed(f"{loc}: must be an object of name -> list of numbers")
+    out: dict[str, np.ndarray] = {}
+    for key, value in vectors.items():
+        name = storage_name(str(key))
+        if not VECTOR_NAME_RE.match(name):
+            raise ValidationFailed(
+                f"{loc}.{key}: vector names use letters, digits, '_' and '-' (1-100 characters)"
+            )
+        if name in out:
+            raise ValidationFailed(f"{loc}.{key}: vector '{name}' given twice")
+        arr = to_float32(value, loc=f"{loc}.{key}", max_dimensions=max_dimensions)
+        expected = known_dimensions.get(name)
+        if expected is None and declared_only:
+            known = ", ".join(sorted(known_dimensions)) or "none"
+            raise ValidationFailed(f"{loc}.{key}: unknown vector name '{name}' (known indexes: {known})")
+        if expected is not None and arr.shape[0] != expected:
+            known = ", ".join(f"{n} ({d})" for n, d in sorted(known_dimensions.items()))
+            raise ValidationFailed(
+                f"{loc}.{key}: expected {expected} dimensions, got {arr.shape[0]} (known indexes: {known})"
+            )
+        out[name] = arr
+    return out

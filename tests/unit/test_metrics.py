@@ -1,0 +1,163 @@
+import math
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import silhouette_score
+
+from core.centroids import compute_centroids, cosine_stats, cosine_to_centroids, distances_to_centroids
+from core.metrics import quality_metrics
+
+SCORES = ("silhouette_score", "davies_bouldin_index", "calinski_harabasz_score")
+
+
+def blobs(n=300, centers=3, seed=0):
+    X, y = make_blobs(n_samples=n, centers=centers, n_features=5, cluster_std=0.6, random_state=seed)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def assert_plain(metrics):
+    for key, value in metrics.items():
+        assert value is None or type(value) in (float, int, str, bool), (key, type(value))
+        if isinstance(value, float):
+            assert math.isfinite(value), key
+
+
+def test_well_separated_blobs():
+    X, y = blobs()
+    m = quality_metrics(X, y)
+    assert_plain(m)
+    assert 0.5 < m["silhouette_score"] <= 1.0
+    assert m["davies_bouldin_index"] >= 0
+    assert m["calinski_harabasz_score"] > 0
+    assert m["avg_cluster_size"] == 100.0
+    assert m["noise_ratio"] == 0.0
+    assert m["cluster_size_entropy"] == pytest.approx(1.0)
+    assert m["degenerate"] is False
+    assert "degenerate_detail" not in m
+    assert m["should_recluster"] == 0
+    assert type(m["should_recluster"]) is int
+
+
+def test_single_cluster():
+    X, _ = blobs()
+    m = quality_metrics(X, np.zeros(len(X), dtype=np.int64))
+    assert_plain(m)
+    assert all(m[s] is None for s in SCORES)
+    assert m["degenerate"] == "single_cluster"
+    assert m["degenerate_detail"]
+    assert m["should_recluster"] == 1
+    assert m["cluster_size_entropy"] == 0.0
+
+
+def test_dominant_cluster():
+    X, _ = blobs(n=200)
+    labels = np.zeros(200, dtype=np.int64)
+    labels[:10] = 1  # 95% in cluster 0
+    m = quality_metrics(X, labels)
+    assert_plain(m)
+    assert m["degenerate"] == "dominant_cluster"
+    assert m["should_recluster"] == 1
+    assert m["silhouette_score"] is not None
+
+
+def test_all_noise():
+    X, _ = blobs(n=50)
+    m = quality_metrics(X, np.full(50, -1, dtype=np.int64))
+    assert_plain(m)
+    assert all(m[s] is None for s in SCORES)
+    assert m["degenerate"] == "all_noise"
+    assert m["noise_ratio"] == 1.0
+    assert m["avg_cluster_size"] == 0.0
+    assert m["should_recluster"] == 1
+
+
+def test_all_singletons():
+    X, _ = blobs(n=6)
+    m = quality_metrics(X, np.arange(6, dtype=np.int64))
+    assert_plain(m)
+    assert m["degenerate"] == "all_singletons"
+    assert m["silhouette_score"] is None  # k = points, outside 2 <= k <= points - 1
+
+
+def test_noise_is_excluded():
+    X, y = blobs()
+    labels = y.copy()
+    labels[::10] = -1
+    m = quality_metrics(X, labels)
+    assert_plain(m)
+    assert m["noise_ratio"] == pytest.approx(0.1)
+    expected = silhouette_score(X[labels != -1], labels[labels != -1])
+    assert m["silhouette_score"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_sampled_silhouette_is_deterministic():
+    X, y = blobs(n=600)
+    a = quality_metrics(X, y, sample_size=100, seed=1)
+    b = quality_metrics(X, y, sample_size=100, seed=1)
+    full = quality_metrics(X, y)
+    assert_plain(a)
+    assert a["silhouette_score"] == b["silhouette_score"]
+    assert a["silhouette_score"] != full["silhouette_score"]
+    assert a["silhouette_score"] == pytest.approx(full["silhouette_score"], abs=0.1)
+
+
+def test_identical_points_give_no_nan():
+    X = np.ones((20, 4), dtype=np.float32)
+    labels = np.repeat([0, 1], 10).astype(np.int64)
+    m = quality_metrics(X, labels)
+    assert_plain(m)
+
+
+# --- centroids ---
+
+
+@pytest.mark.parametrize("method", ["mean", "median", "medoid"])
+def test_centroids(method):
+    X, y = blobs(n=90)
+    y[:5] = -1
+    cluster_labels, C = compute_centroids(X, y, method)
+    np.testing.assert_array_equal(cluster_labels, [0, 1, 2])
+    assert C.dtype == np.float32 and C.shape == (3, X.shape[1])
+    if method == "mean":
+        np.testing.assert_allclose(C[1], X[y == 1].mean(axis=0), rtol=1e-5)
+    if method == "medoid":
+        assert any(np.array_equal(C[0], row) for row in X[y == 0])
+
+
+def test_centroids_unknown_method():
+    X, y = blobs(n=30)
+    with pytest.raises(ValueError, match="centroid method"):
+        compute_centroids(X, y, "mode")
+
+
+def test_distances_and_cosines():
+    X, y = blobs(n=60)
+    y[0] = -1
+    cluster_labels, C = compute_centroids(X, y)
+    d = distances_to_centroids(X, y, cluster_labels, C)
+    assert d.dtype == np.float32 and d.shape == (60,)
+    assert np.isnan(d[0]) and np.isfinite(d[1:]).all()
+    i = 5
+    assert d[i] == pytest.approx(np.linalg.norm(X[i] - C[y[i]]), rel=1e-5)
+
+    cos = cosine_to_centroids(X, y, cluster_labels, C)
+    assert np.isnan(cos[0]) and (np.abs(cos[1:]) <= 1).all()
+    means, mins = cosine_stats(cos, y, cluster_labels)
+    assert means.shape == mins.shape == (3,)
+    assert (mins <= means).all()
+
+
+def test_cosine_of_zero_vector_is_zero():
+    X = np.array([[0, 0], [0, 0], [1, 0], [1, 0.1]], dtype=np.float32)
+    y = np.array([0, 0, 1, 1], dtype=np.int64)
+    cluster_labels, C = compute_centroids(X, y)
+    cos = cosine_to_centroids(X, y, cluster_labels, C)
+    assert cos[0] == 0.0 and cos[2] > 0.99
+
+
+def test_no_clusters_gives_empty_centroids():
+    X, _ = blobs(n=10)
+    cluster_labels, C = compute_centroids(X, np.full(10, -1, dtype=np.int64))
+    assert cluster_labels.shape == (0,) and C.shape == (0, X.shape[1])
+    assert np.isnan(distances_to_centroids(X, np.full(10, -1), cluster_labels, C)).all()

@@ -1,0 +1,98 @@
+"""The Celery app. Built by a function, not at import, so each configuration gets its own app
+(kombu caches broker connections per app)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, signals
+
+from core.settings import Settings
+
+log = logging.getLogger("clusterd.worker")
+
+TASK_NAME = "clusterd.run_execution"
+
+
+def make_celery(settings: Settings) -> Celery:
+    from worker.tasks import run_execution
+
+    app = Celery("clusterd", broker=settings.effective_broker_url, set_as_current=False)
+    # Redis redelivers unacked messages after the visibility timeout even while a task still
+    # runs: keep it well above the hard time limit (and set it in both places, celery#9339).
+    visibility = settings.run_time_limit_s * 2 + 600
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.run_time_limit_s,
+        task_soft_time_limit=settings.soft_time_limit_s,
+        task_ignore_result=True,
+        task_track_started=False,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=settings.queue_name,
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            "unacked_restore_interval": 10,
+            "unacked_restore_throttle": 1,
+        },
+        visibility_timeout=visibility,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        worker_max_tasks_per_child=50,
+        worker_soft_shutdown_timeout=30,
+    )
+    app.task(name=TASK_NAME, bind=False, acks_late=True)(run_execution)
+    return app
+
+
+def enqueue(app: Celery, run_id: str, queue: str) -> None:
+    """Publish a run; the Celery task id is the run id, so a re-publish is recognisable."""
+    app.send_task(TASK_NAME, args=[run_id], task_id=run_id, queue=queue)
+
+
+_LOADED_IN_PID = os.getpid()
+
+
+@signals.worker_process_init.connect
+def _child_init(**_: Any) -> None:
+    # the solo pool (embedded mode) sends this signal too, in the API's own process: leave it alone
+    if os.getpid() == _LOADED_IN_PID:
+        return
+    # clustering is CPU-bound: one BLAS/OpenMP thread per pool process avoids oversubscription
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@signals.task_failure.connect
+def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
+                     args: Any = None, **_: Any) -> None:
+    """Hard time limits and lost workers end in this handler (in the worker main process),
+    never in the task body: without it the run would stay `processing` forever."""
+    if getattr(sender, "name", None) != TASK_NAME or not args:
+        return
+    from billiard.exceptions import WorkerLostError
+    from celery.exceptions import TimeLimitExceeded
+
+    from worker.execution import fail_run
+
+    category = "timeout" if isinstance(exception, TimeLimitExceeded) else (
+        "orphaned" if isinstance(exception, WorkerLostError) else "unknown")
+    try:
+        from worker.runtime import get_runtime
+
+        rt = get_runtime()
+        rt.run(fail_run(rt, str(args[0]), message=f"{type(exception).__name__}: {exception}", category=category))
+    except Exception:  # pragma: no cover - best effort; the sweeper is the backstop
+        log.exception("could not mark run %s failed", args[0])
