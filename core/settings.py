@@ -82,7 +82,7 @@ class Settings(BaseSettings):
 
     @property
     def effective_broker_url(self) -> str:
-        return self.broker_url or "memory://"
+        return self.broker_url or "memory://localhost/"
 
     @property
     def artifact_dir(self) -> Path:

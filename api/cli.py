@@ -1,0 +1,91 @@
+"""`clusterd` command line: serve (API + embedded worker), worker (production Celery worker), demo."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="clusterd: self-hosted asynchronous clustering")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default CLUSTERD_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default CLUSTERD_PORT or 8000)")] = None,
+) -> None:
+    """Run the API. With no CLUSTERD_BROKER_URL a worker runs inside the process (embedded default)."""
+    import uvicorn
+
+    from api.main import create_app
+    from core.settings import Settings
+
+    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings, banner=True), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="pool processes (one per core for CPU-bound clustering)")] = 2,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run a Celery worker (prefork) for the production topology (needs CLUSTERD_BROKER_URL)."""
+    from core.settings import get_settings
+    from worker.app import make_celery
+
+    settings = get_settings()
+    if not settings.broker_url:
+        raise typer.BadParameter("CLUSTERD_BROKER_URL must point at Redis for a separate worker")
+    celery_app = make_celery(settings)
+    celery_app.worker_main([
+        "worker", "-Q", settings.queue_name, "-c", str(concurrency), "-P", "prefork", f"--loglevel={loglevel}",
+        "--without-gossip", "--without-mingle",
+    ])
+
+
+@app.command()
+def demo(
+    url: Annotated[str | None, typer.Option(help="a running clusterd; default: start an embedded one")] = None,
+    key: Annotated[str | None, typer.Option(envvar="CLUSTERD_DEMO_KEY", help="API key for --url")] = None,
+    clusters: Annotated[int, typer.Option(min=2, max=50)] = 10,
+) -> None:
+    """Ingest scikit-learn's digits (1797 x 64), cluster them with k-means, show progress and results."""
+    from api.demo import run_demo
+
+    if url is None:
+        key = "demo-" + secrets.token_urlsafe(24)
+        url = _start_embedded(key)
+    elif not key:
+        raise typer.BadParameter("--key (or CLUSTERD_DEMO_KEY) is required with --url")
+    run_demo(url, key, clusters)
+
+
+def _start_embedded(key: str) -> str:
+    import socket
+
+    import uvicorn
+
+    from api.main import create_app
+    from core.settings import Settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(api_keys=[key], port=port)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
