@@ -9,12 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="clusterd: self-hosted asynchronous clustering")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="clusterd: self-hosted asynchronous clustering"
+)
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address (default CLUSTERD_HOST or 127.0.0.1)")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="bind address (default CLUSTERD_HOST or 127.0.0.1)")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="port (default CLUSTERD_PORT or 8000)")] = None,
 ) -> None:
     """Run the API. With no CLUSTERD_BROKER_URL a worker runs inside the process (embedded default)."""
@@ -30,7 +34,9 @@ def serve(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="pool processes (one per core for CPU-bound clustering)")] = 2,
+    concurrency: Annotated[
+        int, typer.Option(help="pool processes (one per core for CPU-bound clustering)")
+    ] = 2,
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
     """Run a Celery worker (prefork) for the production topology (needs CLUSTERD_BROKER_URL)."""
@@ -41,15 +47,27 @@ def worker(
     if not settings.broker_url:
         raise typer.BadParameter("CLUSTERD_BROKER_URL must point at Redis for a separate worker")
     celery_app = make_celery(settings)
-    celery_app.worker_main([
-        "worker", "-Q", settings.queue_name, "-c", str(concurrency), "-P", "prefork", f"--loglevel={loglevel}",
-        "--without-gossip", "--without-mingle",
-    ])
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            settings.queue_name,
+            "-c",
+            str(concurrency),
+            "-P",
+            "prefork",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 @app.command()
 def demo(
-    url: Annotated[str | None, typer.Option(help="a running clusterd; default: start an embedded one")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="a running clusterd; default: start an embedded one")
+    ] = None,
     key: Annotated[str | None, typer.Option(envvar="CLUSTERD_DEMO_KEY", help="API key for --url")] = None,
     clusters: Annotated[int, typer.Option(min=2, max=50)] = 10,
 ) -> None:
@@ -76,7 +94,9 @@ def _start_embedded(key: str) -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = Settings(api_keys=[key], port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)

@@ -21,29 +21,63 @@ def run_demo(url: str, key: str, n_clusters: int, namespace: str = "demo") -> No
     with httpx.Client(base_url=url, timeout=120) as c:
         name = f"digits-{int(time.time())}"
         col = _ok(c.post("/v1/collections", json={"collection_name": name}, headers=h))["collection_id"]
-        docs = [{"document_id": f"digit-{i:04d}", "vectors": {"pixels": x.tolist()},
-                 "metadata": {"label": int(t)}} for i, (x, t) in enumerate(zip(X, y, strict=True))]
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      console=console) as bar:
+        docs = [
+            {
+                "document_id": f"digit-{i:04d}",
+                "vectors": {"pixels": x.tolist()},
+                "metadata": {"label": int(t)},
+            }
+            for i, (x, t) in enumerate(zip(X, y, strict=True))
+        ]
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            console=console,
+        ) as bar:
             task = bar.add_task("ingesting", total=len(docs))
             for start in range(0, len(docs), 500):
-                chunk = docs[start:start + 500]
-                _ok(c.post(f"/v1/namespaces/{namespace}/documents/upsert",
-                           json={"collection_id": col, "documents": chunk}, headers=auth))
+                chunk = docs[start : start + 500]
+                _ok(
+                    c.post(
+                        f"/v1/namespaces/{namespace}/documents/upsert",
+                        json={"collection_id": col, "documents": chunk},
+                        headers=auth,
+                    )
+                )
                 bar.advance(task, len(chunk))
-        cluster = _ok(c.post("/v1/clusters", headers=h, json={
-            "cluster_name": name, "collection_ids": [col],
-            "vector_config": {"clustering_method": "kmeans", "feature_uris": ["pixels"],
-                              "algorithm_params": {"n_clusters": n_clusters}}}))["cluster_id"]
+        cluster = _ok(
+            c.post(
+                "/v1/clusters",
+                headers=h,
+                json={
+                    "cluster_name": name,
+                    "collection_ids": [col],
+                    "vector_config": {
+                        "clustering_method": "kmeans",
+                        "feature_uris": ["pixels"],
+                        "algorithm_params": {"n_clusters": n_clusters},
+                    },
+                },
+            )
+        )["cluster_id"]
         run_id = _ok(c.post(f"/v1/clusters/{cluster}/execute", headers=h))["additional_data"]["run_id"]
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                      TimeElapsedColumn(), console=console) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task("clustering", total=1.0)
             while True:
                 run = _ok(c.get(f"/v1/clusters/{cluster}/executions/{run_id}", headers=h))
                 p = run.get("progress") or {}
-                bar.update(task, completed=float(p.get("fraction", 0)),
-                           description=f"clustering [{run['status']}: {p.get('stage', '')}]")
+                bar.update(
+                    task,
+                    completed=float(p.get("fraction", 0)),
+                    description=f"clustering [{run['status']}: {p.get('stage', '')}]",
+                )
                 if run["status"] in ("completed", "failed", "canceled"):
                     break
                 time.sleep(0.2)
@@ -55,11 +89,15 @@ def run_demo(url: str, key: str, n_clusters: int, namespace: str = "demo") -> No
         table.add_column(col_name)
     for cen in run["centroids"]:
         reps = ", ".join(r["document_id"] for r in cen.get("representative_ids", [])[:3])
-        table.add_row(cen["cluster_id"], str(cen["num_members"]), f"{cen.get('mean_cosine_similarity', 0):.3f}", reps)
+        table.add_row(
+            cen["cluster_id"], str(cen["num_members"]), f"{cen.get('mean_cosine_similarity', 0):.3f}", reps
+        )
     console.print(table)
     m = run["metrics"]
-    console.print(f"silhouette {m.get('silhouette_score'):.3f}  davies-bouldin {m.get('davies_bouldin_index'):.3f}  "
-                  f"calinski-harabasz {m.get('calinski_harabasz_score'):.1f}  time {run.get('execution_time_ms')} ms")
+    console.print(
+        f"silhouette {m.get('silhouette_score'):.3f}  davies-bouldin {m.get('davies_bouldin_index'):.3f}  "
+        f"calinski-harabasz {m.get('calinski_harabasz_score'):.1f}  time {run.get('execution_time_ms')} ms"
+    )
     console.print(f"members: {run.get('members_key')}")
 
 

@@ -44,9 +44,7 @@ class Principal:
         return api_keys.ALL_NAMESPACES in allowed or namespace["namespace_id"] in allowed
 
 
-async def get_principal(
-    svc: ServicesDep, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
+async def get_principal(svc: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> Principal:
     # one message for missing, malformed, unknown and revoked keys: nothing to probe
     denied = Unauthorized("missing or invalid API key (Authorization: Bearer <key>)")
     if not authorization:
@@ -78,7 +76,9 @@ async def resolve_namespace(svc: Services, principal: Principal, ident: str) -> 
     if ns is None:
         if not principal.admin:
             raise Forbidden(f"X-Namespace: this key may not use namespace '{ident}'", code="forbidden")
-        ns = await namespaces.get_or_create(svc.db, ident=ident, create_missing=not svc.settings.strict_namespaces)
+        ns = await namespaces.get_or_create(
+            svc.db, ident=ident, create_missing=not svc.settings.strict_namespaces
+        )
     if not principal.may_use(ns):
         raise Forbidden(f"X-Namespace: this key may not use namespace '{ident}'", code="forbidden")
     return ns

@@ -1,4 +1,5 @@
-"""Every /v1 error leaves as the contract's ErrorResponse: {success, status, error{message, type, code?, details?}}.
+"""Every /v1 error leaves as the contract's ErrorResponse:
+{success, status, error{message, type, code?, details?}}.
 
 core raises ClusterdError subclasses; this module maps them once. Routers never build error JSON.
 """
@@ -30,11 +31,16 @@ STATUS = {
     "internal_error": 500,
     "service_unavailable": 503,
 }
-TYPE_BY_STATUS = {v: k for k, v in STATUS.items()} | {405: "method_not_allowed", 415: "unsupported_media_type"}
+TYPE_BY_STATUS = {v: k for k, v in STATUS.items()} | {
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
 MAX_ERRORS = 20
 
 
-def error_body(status: int, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> dict:
+def error_body(
+    status: int, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+) -> dict:
     err: dict[str, Any] = {"message": message, "type": TYPE_BY_STATUS.get(status, "bad_request")}
     if code:
         err["code"] = code
@@ -48,7 +54,7 @@ def error_response(status: int, message: str, **kw: Any) -> JSONResponse:
     return JSONResponse(error_body(status, message, **kw), status_code=status, headers=headers)
 
 
-def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+def _loc(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body",)]
     out = ""
     for p in parts:
@@ -73,7 +79,11 @@ def _clean(value: Any, depth: int = 0) -> Any:
 
 def validation_details(errors: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     items = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in errors[:MAX_ERRORS]
     ]
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}

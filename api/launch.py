@@ -16,7 +16,9 @@ from worker.app import enqueue
 log = logging.getLogger("clusterd.api")
 
 
-def run_config(cluster: dict[str, Any], *, sample_size: int | None = None, **overrides: Any) -> dict[str, Any]:
+def run_config(
+    cluster: dict[str, Any], *, sample_size: int | None = None, **overrides: Any
+) -> dict[str, Any]:
     """The frozen snapshot a worker runs from: later edits of the cluster do not change it."""
     vc = cluster["vector_config"]
     params = vc["algorithm_params"]
@@ -36,28 +38,45 @@ def run_config(cluster: dict[str, Any], *, sample_size: int | None = None, **ove
     }
 
 
-async def launch_run(svc: Services, *, ns: str, cluster: dict[str, Any], config: dict[str, Any],
-                     mode: str = "full") -> dict[str, Any]:
-    run = await executions.create_pending(svc.db, doc={
-        "run_id": new_run_id(),
-        "task_id": new_task_id(),
-        "namespace_id": ns,
-        "cluster_id": cluster["cluster_id"],
-        "mode": mode,
-        "config": config,
-    })
-    await clusters.mark_queued(svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run["run_id"],
-                               task_id=run["task_id"])
+async def launch_run(
+    svc: Services, *, ns: str, cluster: dict[str, Any], config: dict[str, Any], mode: str = "full"
+) -> dict[str, Any]:
+    run = await executions.create_pending(
+        svc.db,
+        doc={
+            "run_id": new_run_id(),
+            "task_id": new_task_id(),
+            "namespace_id": ns,
+            "cluster_id": cluster["cluster_id"],
+            "mode": mode,
+            "config": config,
+        },
+    )
+    await clusters.mark_queued(
+        svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run["run_id"], task_id=run["task_id"]
+    )
     try:
         await asyncio.wait_for(
-            asyncio.to_thread(enqueue, svc.celery, run["run_id"], svc.settings.queue_name), timeout=15)
+            asyncio.to_thread(enqueue, svc.celery, run["run_id"], svc.settings.queue_name), timeout=15
+        )
     except Exception as exc:
         log.exception("enqueue of %s failed", run["run_id"])
         message = f"broker unavailable, run not queued: {type(exc).__name__}: {exc}"
-        await executions.fail(svc.db, run_id=run["run_id"], fields={
-            "error_message": message, "failure_category": FailureCategory.INFRASTRUCTURE.value})
-        await clusters.mirror_run(svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run["run_id"], fields={
-            "status": ClusterStatus.FAILED.value, "error": message,
-            "failure_category": FailureCategory.INFRASTRUCTURE.value})
+        await executions.fail(
+            svc.db,
+            run_id=run["run_id"],
+            fields={"error_message": message, "failure_category": FailureCategory.INFRASTRUCTURE.value},
+        )
+        await clusters.mirror_run(
+            svc.db,
+            ns=ns,
+            cluster_id=cluster["cluster_id"],
+            run_id=run["run_id"],
+            fields={
+                "status": ClusterStatus.FAILED.value,
+                "error": message,
+                "failure_category": FailureCategory.INFRASTRUCTURE.value,
+            },
+        )
         raise ServiceUnavailable(message, details={"run_id": run["run_id"]}) from None
     return run

@@ -38,8 +38,14 @@ def _pepper(settings: Settings) -> bytes:
 def embedded_worker(celery_app: Any) -> Any:
     from celery.contrib.testing.worker import start_worker
 
-    with start_worker(celery_app, pool="solo", concurrency=1, perform_ping_check=False,
-                      loglevel="WARNING", shutdown_timeout=30) as w:
+    with start_worker(
+        celery_app,
+        pool="solo",
+        concurrency=1,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as w:
         yield w
 
 
@@ -69,8 +75,12 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
                 await asyncio.to_thread(_close_quietly, stack)
                 client.close()
 
-    app = FastAPI(title="clusterd", version="0.1.0", lifespan=lifespan,
-                  description="Self-hosted asynchronous clustering (Mixpeek v1 clustering API compatible)")
+    app = FastAPI(
+        title="clusterd",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Self-hosted asynchronous clustering (Mixpeek v1 clustering API compatible)",
+    )
     errors.install(app)
     for r in (admin.router, collections.router, adhoc.router, clusters.router):
         app.include_router(r)

@@ -28,7 +28,9 @@ def check_keys(value: Any, loc: str, depth: int = 0) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str) or not k or k.startswith("$") or "." in k or "\x00" in k:
-                raise ValidationFailed(f"{loc}.{k}: field names may not be empty, start with '$' or contain '.'")
+                raise ValidationFailed(
+                    f"{loc}.{k}: field names may not be empty, start with '$' or contain '.'"
+                )
             check_keys(v, f"{loc}.{k}", depth + 1)
     elif isinstance(value, list):
         for i, v in enumerate(value):
@@ -103,12 +105,19 @@ def prepare_batch(
         try:
             if not isinstance(raw, dict):
                 raise ValidationFailed(f"{loc}: must be an object")
-            doc = prepare(raw, loc=loc, known_dimensions=known, declared_only=declared_only,
-                          max_dimensions=max_dimensions, extra_field_key=extra_field_key)
+            doc = prepare(
+                raw,
+                loc=loc,
+                known_dimensions=known,
+                declared_only=declared_only,
+                max_dimensions=max_dimensions,
+                extra_field_key=extra_field_key,
+            )
             if doc.document_id is not None:
                 if doc.document_id in seen:
                     raise ValidationFailed(
-                        f"{loc}.document_id: '{doc.document_id}' repeats documents[{seen[doc.document_id]}]")
+                        f"{loc}.document_id: '{doc.document_id}' repeats documents[{seen[doc.document_id]}]"
+                    )
                 seen[doc.document_id] = i
             for name, vec in doc.vectors.items():
                 if name not in known:
@@ -119,7 +128,10 @@ def prepare_batch(
             if len(errors) >= 20:
                 break
     if errors:
-        more = f" (and {len(errors) - 1} more; the batch was not written)" if len(errors) > 1 else \
-            " (the batch was not written)"
+        more = (
+            f" (and {len(errors) - 1} more; the batch was not written)"
+            if len(errors) > 1
+            else " (the batch was not written)"
+        )
         raise ValidationFailed(errors[0]["msg"] + more, details={"validation_errors": errors})
     return out, new

@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     # stores
     mongodb_url: str | None = Field(None, description="mongodb://…; unset = embedded in-process store")
     mongodb_database: str = "clusterd"
-    broker_url: str | None = Field(None, description="redis://…; unset = in-process worker (memory transport)")
+    broker_url: str | None = Field(
+        None, description="redis://…; unset = in-process worker (memory transport)"
+    )
     queue_name: str = "clusterd"
     s3_bucket: str | None = Field(None, description="unset = artifacts under data_dir/artifacts")
     s3_endpoint_url: str | None = None

@@ -39,31 +39,47 @@ class Api:
     def h(self, ns: str = "team-a", key: str = ADMIN_KEY) -> dict[str, str]:
         return {"Authorization": f"Bearer {key}", "X-Namespace": ns}
 
-    async def make_collection(self, name: str = "points", ns: str = "team-a", X: np.ndarray | None = None,
-                              vector: str = "emb", prefix: str = "d") -> tuple[str, np.ndarray]:
+    async def make_collection(
+        self,
+        name: str = "points",
+        ns: str = "team-a",
+        X: np.ndarray | None = None,
+        vector: str = "emb",
+        prefix: str = "d",
+    ) -> tuple[str, np.ndarray]:
         X = blobs() if X is None else X
         r = await self.client.post("/v1/collections", json={"collection_name": name}, headers=self.h(ns))
         assert r.status_code == 200, r.text
         cid = r.json()["collection_id"]
-        docs = [{"document_id": f"{prefix}{i:05d}", "vectors": {vector: x.tolist()}, "metadata": {"i": i}}
-                for i, x in enumerate(X)]
+        docs = [
+            {"document_id": f"{prefix}{i:05d}", "vectors": {vector: x.tolist()}, "metadata": {"i": i}}
+            for i, x in enumerate(X)
+        ]
         for start in range(0, len(docs), 1000):
-            r = await self.client.post(f"/v1/namespaces/{ns}/documents/upsert",
-                                       json={"collection_id": cid, "documents": docs[start:start + 1000]},
-                                       headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+            r = await self.client.post(
+                f"/v1/namespaces/{ns}/documents/upsert",
+                json={"collection_id": cid, "documents": docs[start : start + 1000]},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            )
             assert r.status_code == 200, r.text
         return cid, X
 
     async def make_cluster(self, collection: str, ns: str = "team-a", k: int = 3, **extra: Any) -> str:
-        body = {"collection_ids": [collection],
-                "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"],
-                                  "algorithm_params": {"n_clusters": k}}, **extra}
+        body = {
+            "collection_ids": [collection],
+            "vector_config": {
+                "clustering_method": "kmeans",
+                "feature_uris": ["emb"],
+                "algorithm_params": {"n_clusters": k},
+            },
+            **extra,
+        }
         r = await self.client.post("/v1/clusters", json=body, headers=self.h(ns))
         assert r.status_code == 200, r.text
         return str(r.json()["cluster_id"])
 
-    async def wait_run(self, cluster_id: str, run_id: str, ns: str = "team-a", timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
+    async def wait_run(self, cluster_id: str, run_id: str, ns: str = "team-a", wait_s: float = 60) -> dict:
+        deadline = time.monotonic() + wait_s
         while True:
             r = await self.client.get(f"/v1/clusters/{cluster_id}/executions/{run_id}", headers=self.h(ns))
             assert r.status_code == 200, r.text
@@ -77,8 +93,12 @@ class Api:
 @pytest.fixture
 def make_settings(tmp_path: Any) -> Any:
     def make(**kw: Any) -> Settings:
-        base: dict[str, Any] = {"api_keys": [ADMIN_KEY], "data_dir": tmp_path / "data", "adhoc_wait_s": 30,
-                                "heartbeat_interval_s": 1.0}
+        base: dict[str, Any] = {
+            "api_keys": [ADMIN_KEY],
+            "data_dir": tmp_path / "data",
+            "adhoc_wait_s": 30,
+            "heartbeat_interval_s": 1.0,
+        }
         return Settings(**(base | kw))
 
     return make
@@ -113,15 +133,22 @@ def redis_available() -> bool:
 def s3_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from moto import mock_aws
 
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
         import boto3
 
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="clusterd-test")
-        yield {"s3_bucket": "clusterd-test", "s3_region": "us-east-1", "s3_access_key_id": "testing",
-               "s3_secret_access_key": "testing"}
+        yield {
+            "s3_bucket": "clusterd-test",
+            "s3_region": "us-east-1",
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+        }
 
 
 @pytest.fixture
@@ -130,11 +157,17 @@ async def redis_api(make_settings: Any, s3_settings: dict[str, Any]) -> AsyncIte
     from celery.contrib.testing.worker import start_worker
 
     assert redis_available(), "these tests need Redis on 127.0.0.1:6379 (scripts/test.sh starts it)"
-    settings = make_settings(broker_url=REDIS_URL, queue_name=f"clusterd-test-{uuid.uuid4().hex[:8]}",
-                             embedded_worker=False, **s3_settings)
+    settings = make_settings(
+        broker_url=REDIS_URL,
+        queue_name=f"clusterd-test-{uuid.uuid4().hex[:8]}",
+        embedded_worker=False,
+        **s3_settings,
+    )
     async with serve_asgi(settings) as a:
         celery_app = a.app.state.services.celery
-        cm = start_worker(celery_app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30)
+        cm = start_worker(
+            celery_app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30
+        )
         await asyncio.to_thread(cm.__enter__)
         try:
             yield a

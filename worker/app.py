@@ -39,6 +39,8 @@ def make_celery(settings: Settings) -> Celery:
             "visibility_timeout": visibility,
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
+            # the in-process memory transport polls; a short interval keeps pick-up and shutdown quick
+            **({"polling_interval": 0.05} if settings.broker_url is None else {}),
         },
         visibility_timeout=visibility,
         broker_connection_retry_on_startup=True,
@@ -76,8 +78,13 @@ def _child_init(**_: Any) -> None:
 
 
 @signals.task_failure.connect
-def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
-                     args: Any = None, **_: Any) -> None:
+def _on_task_failure(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    **_: Any,
+) -> None:
     """Hard time limits and lost workers end in this handler (in the worker main process),
     never in the task body: without it the run would stay `processing` forever."""
     if getattr(sender, "name", None) != TASK_NAME or not args:
@@ -87,12 +94,17 @@ def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: 
 
     from worker.execution import fail_run
 
-    category = "timeout" if isinstance(exception, TimeLimitExceeded) else (
-        "orphaned" if isinstance(exception, WorkerLostError) else "unknown")
+    category = (
+        "timeout"
+        if isinstance(exception, TimeLimitExceeded)
+        else ("orphaned" if isinstance(exception, WorkerLostError) else "unknown")
+    )
     try:
         from worker.runtime import get_runtime
 
         rt = get_runtime()
-        rt.run(fail_run(rt, str(args[0]), message=f"{type(exception).__name__}: {exception}", category=category))
+        rt.run(
+            fail_run(rt, str(args[0]), message=f"{type(exception).__name__}: {exception}", category=category)
+        )
     except Exception:  # pragma: no cover - best effort; the sweeper is the backstop
         log.exception("could not mark run %s failed", args[0])

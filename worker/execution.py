@@ -73,35 +73,57 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
     except RunCanceled:
         return "canceled"
     except Exception as exc:  # every failure ends the run `failed`, never stuck
-        await fail_run(rt, run_id, message=_message(exc), category=_category(exc), attempt=attempt,
-                       tb=traceback.format_exc())
+        await fail_run(
+            rt,
+            run_id,
+            message=_message(exc),
+            category=_category(exc),
+            attempt=attempt,
+            tb=traceback.format_exc(),
+        )
         return "failed"
     finally:
         heartbeat.cancel()
     if not await executions.complete(rt.db, run_id=run_id, attempt=attempt, fields=fields):
         log.warning("run %s lost its fence before completing (canceled or taken over)", run_id)
         return "lost"
-    await _mirror(rt, run, RunStatus.COMPLETED, {
-        "num_clusters": fields["num_clusters"],
-        "num_documents_clustered": fields["num_points"],
-        "quality_metrics": fields["metrics"],
-        "execution_time_seconds": fields["execution_time_ms"] / 1000.0,
-        "completed_at": fields.get("completed_at") or _now(),
-        "error": None,
-        "failure_category": None,
-    })
+    await _mirror(
+        rt,
+        run,
+        RunStatus.COMPLETED,
+        {
+            "num_clusters": fields["num_clusters"],
+            "num_documents_clustered": fields["num_points"],
+            "quality_metrics": fields["metrics"],
+            "execution_time_seconds": fields["execution_time_ms"] / 1000.0,
+            "completed_at": fields.get("completed_at") or _now(),
+            "error": None,
+            "failure_category": None,
+        },
+    )
     return "completed"
 
 
-async def fail_run(rt: Runtime, run_id: str, *, message: str, category: str, attempt: int | None = None,
-                   tb: str | None = None) -> None:
+async def fail_run(
+    rt: Runtime,
+    run_id: str,
+    *,
+    message: str,
+    category: str,
+    attempt: int | None = None,
+    tb: str | None = None,
+) -> None:
     fields: dict[str, Any] = {"error_message": message, "failure_category": category}
     if tb:
         fields["error_traceback"] = tb
     run = await executions.fail(rt.db, run_id=run_id, fields=fields, attempt=attempt)
     if run is not None:
-        await _mirror(rt, run, RunStatus.FAILED, {
-            "error": message, "failure_category": category, "completed_at": run.get("completed_at")})
+        await _mirror(
+            rt,
+            run,
+            RunStatus.FAILED,
+            {"error": message, "failure_category": category, "completed_at": run.get("completed_at")},
+        )
 
 
 async def _heartbeat(progress: Progress) -> None:
@@ -123,7 +145,8 @@ async def _run_stages(rt: Runtime, run: dict[str, Any], progress: Progress, star
     if retrieved == 0:
         raise RunDataError(
             f"no usable vectors: none of the {pulled.source_documents} documents has vector "
-            f"'{cfg['feature_name']}'")
+            f"'{cfg['feature_name']}'"
+        )
     order = np.lexsort((col_ids.astype(str), doc_ids.astype(str)))  # ascending document_id
     X, doc_ids, col_ids = X[order], doc_ids[order], col_ids[order]
     sample_size = cfg.get("sample_size")
@@ -133,8 +156,11 @@ async def _run_stages(rt: Runtime, run: dict[str, Any], progress: Progress, star
         X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
     pconf = PipelineConfig(
-        algorithm=cfg["algorithm"], params=params, normalize=bool(cfg.get("normalize_features", True)),
-        seed=int(cfg["seed"]), compute_metrics=bool(cfg.get("compute_metrics", True)),
+        algorithm=cfg["algorithm"],
+        params=params,
+        normalize=bool(cfg.get("normalize_features", True)),
+        seed=int(cfg["seed"]),
+        compute_metrics=bool(cfg.get("compute_metrics", True)),
         metrics_sample_size=rt.settings.metrics_sample_size,
         centroid_method=cfg.get("centroid_method") or "mean",
     )
@@ -142,8 +168,7 @@ async def _run_stages(rt: Runtime, run: dict[str, Any], progress: Progress, star
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
         progress.from_thread(stage, 0.3 + 0.6 * fraction)
 
-    result: PipelineResult = await asyncio.to_thread(
-        run_pipeline, X, pconf, scaled, lambda: progress.lost)
+    result: PipelineResult = await asyncio.to_thread(run_pipeline, X, pconf, scaled, lambda: progress.lost)
     if progress.lost:
         raise RunCanceled(run["run_id"])
     await progress.report("artifacts", 0.92)
@@ -184,10 +209,15 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
         if out.dimensions is not None and dims != out.dimensions:
             raise RunDataError(
                 f"mixed dimensions: vector '{name}' has {dims} dimensions in collection '{cid}' "
-                f"but {out.dimensions} elsewhere")
+                f"but {out.dimensions} elsewhere"
+            )
         out.dimensions = dims
         async for ids, block, skipped in documents.iter_vector_batches(
-            rt.db, ns=ns, collection_id=cid, vector_name=name, dimensions=dims,
+            rt.db,
+            ns=ns,
+            collection_id=cid,
+            vector_name=name,
+            dimensions=dims,
             batch_size=rt.settings.pull_batch_size,
         ):
             out.document_ids.extend(ids)
@@ -201,36 +231,49 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
     return out
 
 
-def _centroid_records(result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray) -> list[dict[str, Any]]:
+def _centroid_records(
+    result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
+) -> list[dict[str, Any]]:
     records = []
     for c in result.clusters:
         members = np.flatnonzero(result.labels == c.label_value)
         nearest = members[np.argsort(result.distances[members], kind="stable")[:REPRESENTATIVES]]
-        records.append({
-            "cluster_id": c.cluster_id,
-            "num_members": int(c.num_members),
-            "label": f"Cluster {c.label_value}",
-            "mean_cosine_similarity": c.mean_cosine_similarity,
-            "min_cosine_similarity": c.min_cosine_similarity,
-            "centroid_vector": encode(c.centroid),
-            "representative_ids": [
-                {"document_id": str(doc_ids[i]), "collection_id": str(col_ids[i])} for i in nearest],
-        })
+        records.append(
+            {
+                "cluster_id": c.cluster_id,
+                "num_members": int(c.num_members),
+                "label": f"Cluster {c.label_value}",
+                "mean_cosine_similarity": c.mean_cosine_similarity,
+                "min_cosine_similarity": c.min_cosine_similarity,
+                "centroid_vector": encode(c.centroid),
+                "representative_ids": [
+                    {"document_id": str(doc_ids[i]), "collection_id": str(col_ids[i])} for i in nearest
+                ],
+            }
+        )
     return records
 
 
-def _write_artifacts(rt: Runtime, run: dict[str, Any], result: PipelineResult, doc_ids: np.ndarray,
-                     col_ids: np.ndarray) -> dict[str, Any]:
+def _write_artifacts(
+    rt: Runtime, run: dict[str, Any], result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
+) -> dict[str, Any]:
     prefix = artifacts.run_prefix(run["namespace_id"], run["cluster_id"], run["run_id"])
     label_to_id = {c.label_value: c.cluster_id for c in result.clusters}
-    centroids = (np.stack([c.centroid for c in result.clusters]) if result.clusters
-                 else np.empty((0, 0), np.float32))
+    centroids = (
+        np.stack([c.centroid for c in result.clusters]) if result.clusters else np.empty((0, 0), np.float32)
+    )
     ctable = artifacts.clusters_table(
-        [c.cluster_id for c in result.clusters], [f"Cluster {c.label_value}" for c in result.clusters],
-        [int(c.num_members) for c in result.clusters], centroids)
+        [c.cluster_id for c in result.clusters],
+        [f"Cluster {c.label_value}" for c in result.clusters],
+        [int(c.num_members) for c in result.clusters],
+        centroids,
+    )
     mtable = artifacts.members_table(
-        [str(d) for d in doc_ids], [str(c) for c in col_ids],
-        [label_to_id.get(int(lab)) for lab in result.labels], result.distances)
+        [str(d) for d in doc_ids],
+        [str(c) for c in col_ids],
+        [label_to_id.get(int(lab)) for lab in result.labels],
+        result.distances,
+    )
     clusters_key, members_key = prefix + "clusters.parquet", prefix + "members.parquet"
     artifacts.write_table(rt.artifacts, clusters_key, ctable)
     artifacts.write_table(rt.artifacts, members_key, mtable)
@@ -238,8 +281,13 @@ def _write_artifacts(rt: Runtime, run: dict[str, Any], result: PipelineResult, d
 
 
 async def _mirror(rt: Runtime, run: dict[str, Any], status: RunStatus, extra: dict[str, Any]) -> None:
-    await clusters.mirror_run(rt.db, ns=run["namespace_id"], cluster_id=run["cluster_id"], run_id=run["run_id"],
-                              fields={"status": RUN_TO_CLUSTER_STATUS[status].value, **extra})
+    await clusters.mirror_run(
+        rt.db,
+        ns=run["namespace_id"],
+        cluster_id=run["cluster_id"],
+        run_id=run["run_id"],
+        fields={"status": RUN_TO_CLUSTER_STATUS[status].value, **extra},
+    )
 
 
 def _category(exc: BaseException) -> str:

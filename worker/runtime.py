@@ -64,4 +64,3 @@ def get_runtime() -> Runtime:
             loop.run_until_complete(ensure_indexes(db))
             _current = Runtime(settings, db, make_artifact_store(settings), loop, client)
         return _current
-

@@ -72,9 +72,14 @@ def _finished_body(run: dict[str, Any], members: list[dict[str, Any]] | None, sa
         "num_clusters": int(run["num_clusters"]),
         "num_documents": int(run["num_points"]),
         "centroids": [
-            {"cluster_id": c["cluster_id"], "centroid_vector": [float(x) for x in decode(c["centroid_vector"])],
-             "num_members": int(c["num_members"]), "feature_dimensions": dims,
-             "vector_name": run["config"]["feature_name"], "label": c.get("label")}
+            {
+                "cluster_id": c["cluster_id"],
+                "centroid_vector": [float(x) for x in decode(c["centroid_vector"])],
+                "num_members": int(c["num_members"]),
+                "feature_dimensions": dims,
+                "vector_name": run["config"]["feature_name"],
+                "label": c.get("label"),
+            }
             for c in run.get("centroids") or []
         ],
         "execution_time_ms": int(run.get("execution_time_ms") or 0),
@@ -109,28 +114,42 @@ async def _wait(svc: Any, run_id: str, seconds: float) -> dict[str, Any]:
 
 @router.post("/v1/clusters/execute", response_model=None)
 async def execute_adhoc(
-    svc: ServicesDep, ns: NamespaceDep, body: Annotated[AdhocRequest, Body()],
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    body: Annotated[AdhocRequest, Body()],
     prefer: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any] | JSONResponse:
     cfg = body.config
     fv = cfg.feature_vector
     feature = (fv.vector_name or fv.feature_address) if fv else None
     if cfg.algorithm == "attribute_based" or cfg.attribute_config:
-        raise ValidationFailed("config.attribute_config: attribute-based clustering is not supported yet",
-                               code="algorithm_not_supported")
+        raise ValidationFailed(
+            "config.attribute_config: attribute-based clustering is not supported yet",
+            code="algorithm_not_supported",
+        )
     if not feature:
         raise ValidationFailed("config.feature_vector: vector_name or feature_address is required")
     create = ClusterCreate(
-        collection_ids=body.collection_ids, cluster_type="vector", description=cfg.description,
+        collection_ids=body.collection_ids,
+        cluster_type="vector",
+        description=cfg.description,
         llm_labeling=cfg.llm_labeling,
-        vector_config={"clustering_method": cfg.algorithm, "feature_uris": [feature],
-                       "algorithm_params": cfg.algorithm_params or {}, "normalize_features": cfg.normalize_features},
+        vector_config={
+            "clustering_method": cfg.algorithm,
+            "feature_uris": [feature],
+            "algorithm_params": cfg.algorithm_params or {},
+            "normalize_features": cfg.normalize_features,
+        },
     )
     doc = await build_cluster_doc(svc, ns, create, hidden=True)
     doc["adhoc"] = True
     cluster = await clusters.create(svc.db, doc=doc)
-    config = run_config(cluster, sample_size=body.sample_size, compute_metrics=body.compute_metrics,
-                        save_artifacts=body.save_artifacts or body.include_members)
+    config = run_config(
+        cluster,
+        sample_size=body.sample_size,
+        compute_metrics=body.compute_metrics,
+        save_artifacts=body.save_artifacts or body.include_members,
+    )
     run = await launch_run(svc, ns=ns, cluster=cluster, config=config)
     wants_async = prefer is not None and "respond-async" in prefer.lower()
     if not wants_async:
@@ -139,17 +158,27 @@ async def execute_adhoc(
     if not status.terminal:
         location = f"/v1/clusters/{run['cluster_id']}/executions/{run['run_id']}"
         return JSONResponse(
-            {"success": True, "status": status.value, "run_id": run["run_id"], "cluster_id": run["cluster_id"],
-             "task_id": run["task_id"]},
-            status_code=202, headers={"Location": location, "Preference-Applied": "respond-async"}
-            if wants_async else {"Location": location},
+            {
+                "success": True,
+                "status": status.value,
+                "run_id": run["run_id"],
+                "cluster_id": run["cluster_id"],
+                "task_id": run["task_id"],
+            },
+            status_code=202,
+            headers={"Location": location, "Preference-Applied": "respond-async"}
+            if wants_async
+            else {"Location": location},
         )
     if status != RunStatus.COMPLETED:
         category = run.get("failure_category") or "unknown"
         code = 422 if category == "validation" else 500
-        return error_response(code, run.get("error_message") or f"run {status.value}", code=f"run_{status.value}",
-                              details={"run_id": run["run_id"], "cluster_id": run["cluster_id"],
-                                       "failure_category": category})
+        return error_response(
+            code,
+            run.get("error_message") or f"run {status.value}",
+            code=f"run_{status.value}",
+            details={"run_id": run["run_id"], "cluster_id": run["cluster_id"], "failure_category": category},
+        )
     members = await asyncio.to_thread(_members, svc, run) if body.include_members else None
     out = _finished_body(run, members, body.save_artifacts)
     if not body.store_results:

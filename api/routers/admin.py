@@ -31,14 +31,22 @@ class ApiKeyCreate(BaseModel):
 
 
 def _ns_out(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"namespace_id": doc["namespace_id"], "namespace_name": doc["namespace_name"],
-            "created_at": iso(doc["created_at"])}
+    return {
+        "namespace_id": doc["namespace_id"],
+        "namespace_name": doc["namespace_name"],
+        "created_at": iso(doc["created_at"]),
+    }
 
 
 def _key_out(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"key_id": doc["key_id"], "name": doc["name"], "namespaces": doc["namespaces"],
-            "admin": bool(doc.get("admin")), "revoked": bool(doc.get("revoked")),
-            "created_at": iso(doc["created_at"])}
+    return {
+        "key_id": doc["key_id"],
+        "name": doc["name"],
+        "namespaces": doc["namespaces"],
+        "admin": bool(doc.get("admin")),
+        "revoked": bool(doc.get("revoked")),
+        "created_at": iso(doc["created_at"]),
+    }
 
 
 @router.get("/v1/health")
@@ -62,8 +70,11 @@ async def health(svc: ServicesDep) -> dict[str, Any]:
         except Exception as exc:
             checks[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
     ok = all(c["status"] == "ok" for c in checks.values())
-    return {"status": "ok" if ok else "degraded", "checks": checks,
-            "mode": "embedded" if svc.settings.embedded_store else "production"}
+    return {
+        "status": "ok" if ok else "degraded",
+        "checks": checks,
+        "mode": "embedded" if svc.settings.embedded_store else "production",
+    }
 
 
 @router.post("/v1/namespaces")
@@ -100,7 +111,9 @@ async def create_api_key(body: ApiKeyCreate, svc: ServicesDep, _: AdminDep) -> d
         if ns is None:
             raise ValidationFailed(f"namespaces[{i}]: namespace '{ident}' not found")
         allowed.append(ns["namespace_id"])
-    doc, key = await api_keys.create(svc.db, pepper=svc.pepper, name=body.name, namespaces=allowed, admin=False)
+    doc, key = await api_keys.create(
+        svc.db, pepper=svc.pepper, name=body.name, namespaces=allowed, admin=False
+    )
     return {**_key_out(doc), "key": key}
 
 

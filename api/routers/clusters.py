@@ -31,21 +31,34 @@ router = APIRouter()
 
 def _page_from_body(page: Any, body: dict[str, Any] | None) -> Any:
     if body and any(body.get(k) is not None for k in ("limit", "page_size", "offset", "page", "cursor")):
-        return make_page(body.get("limit"), body.get("page_size"), body.get("offset"), body.get("page"),
-                         body.get("cursor"), bool(body.get("include_total")) or page.include_total)
+        return make_page(
+            body.get("limit"),
+            body.get("page_size"),
+            body.get("offset"),
+            body.get("page"),
+            body.get("cursor"),
+            bool(body.get("include_total")) or page.include_total,
+        )
     return page
 
 
-async def build_cluster_doc(svc: Any, ns: str, body: ClusterCreate, *, hidden: bool = False) -> dict[str, Any]:
+async def build_cluster_doc(
+    svc: Any, ns: str, body: ClusterCreate, *, hidden: bool = False
+) -> dict[str, Any]:
     if body.source_cluster_ids:
-        raise ValidationFailed("source_cluster_ids: composite clusters are not supported yet",
-                               code="composite_not_supported")
+        raise ValidationFailed(
+            "source_cluster_ids: composite clusters are not supported yet", code="composite_not_supported"
+        )
     if not body.collection_ids:
         raise ValidationFailed("collection_ids: at least one collection is required")
-    ctype = body.cluster_type or ("attribute" if body.attribute_config and not body.vector_config else "vector")
+    ctype = body.cluster_type or (
+        "attribute" if body.attribute_config and not body.vector_config else "vector"
+    )
     if ctype == "attribute":
-        raise ValidationFailed("attribute_config: attribute-based clustering is not supported yet",
-                               code="algorithm_not_supported")
+        raise ValidationFailed(
+            "attribute_config: attribute-based clustering is not supported yet",
+            code="algorithm_not_supported",
+        )
     if not body.vector_config:
         raise ValidationFailed("vector_config: required for a vector cluster")
     reject_filters(body.filters, "filters")
@@ -86,14 +99,17 @@ async def build_cluster_doc(svc: Any, ns: str, body: ClusterCreate, *, hidden: b
 
 
 @router.post("/v1/clusters")
-async def create_cluster(svc: ServicesDep, ns: NamespaceDep,
-                         body: Annotated[ClusterCreate | None, Body()] = None) -> dict[str, Any]:
+async def create_cluster(
+    svc: ServicesDep, ns: NamespaceDep, body: Annotated[ClusterCreate | None, Body()] = None
+) -> dict[str, Any]:
     doc = await build_cluster_doc(svc, ns, body or ClusterCreate())
     return cluster_metadata(await clusters.create(svc.db, doc=doc))
 
 
 async def _list(svc: Any, ns: str, page: Any, search: str | None) -> dict[str, Any]:
-    docs, total, light = await clusters.list_page(svc.db, ns=ns, search=search, offset=page.offset, limit=page.limit)
+    docs, total, light = await clusters.list_page(
+        svc.db, ns=ns, search=search, offset=page.offset, limit=page.limit
+    )
     by_status: dict[str, int] = {}
     for d in light:
         by_status[d.get("status", "PENDING")] = by_status.get(d.get("status", "PENDING"), 0) + 1
@@ -102,21 +118,26 @@ async def _list(svc: Any, ns: str, page: Any, search: str | None) -> dict[str, A
         "results": [cluster_metadata(d) for d in docs],
         "pagination": page.response(total),
         "total_count": total,
-        "stats": {"total_clusters": total, "total_documents": total_docs,
-                  "avg_documents_per_cluster": (total_docs / total) if total else 0.0,
-                  "clusters_by_status": by_status},
+        "stats": {
+            "total_clusters": total,
+            "total_documents": total_docs,
+            "avg_documents_per_cluster": (total_docs / total) if total else 0.0,
+            "clusters_by_status": by_status,
+        },
     }
 
 
 @router.get("/v1/clusters")
-async def list_clusters_get(svc: ServicesDep, ns: NamespaceDep, page: PageDep,
-                            search: Annotated[str | None, Query()] = None) -> dict[str, Any]:
+async def list_clusters_get(
+    svc: ServicesDep, ns: NamespaceDep, page: PageDep, search: Annotated[str | None, Query()] = None
+) -> dict[str, Any]:
     return await _list(svc, ns, page, search)
 
 
 @router.post("/v1/clusters/list")
-async def list_clusters(svc: ServicesDep, ns: NamespaceDep, page: PageDep,
-                        body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+async def list_clusters(
+    svc: ServicesDep, ns: NamespaceDep, page: PageDep, body: Annotated[dict[str, Any] | None, Body()] = None
+) -> dict[str, Any]:
     body = body or {}
     reject_filters(body.get("filters"), "filters")
     return await _list(svc, ns, _page_from_body(page, body), body.get("search"))
@@ -128,8 +149,9 @@ async def get_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep) -> dict[st
 
 
 @router.patch("/v1/clusters/{ident}")
-async def patch_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep,
-                        body: Annotated[ClusterPatch | None, Body()] = None) -> dict[str, Any]:
+async def patch_cluster(
+    ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[ClusterPatch | None, Body()] = None
+) -> dict[str, Any]:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
     body = body or ClusterPatch()
     changes: dict[str, Any] = {}
@@ -146,61 +168,77 @@ async def patch_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep,
         vc["sample_size"] = changes["sample_size"] = body.sample_size
     if body.algorithm_params is not None:
         vc["algorithm_params"] = changes["algorithm_params"] = effective_params(
-            vc["algorithm"], {"algorithm_params": body.algorithm_params}, "")
+            vc["algorithm"], {"algorithm_params": body.algorithm_params}, ""
+        )
     if body.layout_stability is not None:
         vc["layout_stability"] = changes["layout_stability"] = body.layout_stability
     if vc != cluster["vector_config"]:
         changes["vector_config"] = vc
-    doc = await clusters.update(svc.db, ns=ns, cluster_id=cluster["cluster_id"], fields=changes) if changes \
+    doc = (
+        await clusters.update(svc.db, ns=ns, cluster_id=cluster["cluster_id"], fields=changes)
+        if changes
         else cluster
+    )
     return cluster_model(doc)
 
 
 @router.delete("/v1/clusters/{ident}")
-async def delete_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep,
-                         cascade_output_collections: bool = True) -> dict[str, Any]:
+async def delete_cluster(
+    ident: str, svc: ServicesDep, ns: NamespaceDep, cascade_output_collections: bool = True
+) -> dict[str, Any]:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
     deleted = await purge_cluster(svc, ns, cluster["cluster_id"])
     return {"success": True, "cluster_id": cluster["cluster_id"], "deleted_executions": deleted}
 
 
 @router.post("/v1/clusters/{ident}/execute")
-async def execute_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep,
-                          body: Annotated[ExecuteById | None, Body()] = None) -> dict[str, Any]:
+async def execute_cluster(
+    ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[ExecuteById | None, Body()] = None
+) -> dict[str, Any]:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
     body = body or ExecuteById()
     if body.mode != "full":
         raise ValidationFailed(f"mode: '{body.mode}' is not supported yet", code="mode_not_supported")
     reject_filters(body.filters, "filters")
-    run = await launch_run(svc, ns=ns, cluster=cluster, config=run_config(cluster, sample_size=body.sample_size))
+    run = await launch_run(
+        svc, ns=ns, cluster=cluster, config=run_config(cluster, sample_size=body.sample_size)
+    )
     return task_response(run)
 
 
 @router.get("/v1/clusters/{ident}/executions")
-async def latest_execution(ident: str, svc: ServicesDep, ns: NamespaceDep,
-                           include_vectors: bool = False) -> dict[str, Any] | None:
+async def latest_execution(
+    ident: str, svc: ServicesDep, ns: NamespaceDep, include_vectors: bool = False
+) -> dict[str, Any] | None:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
     run = await executions.latest(svc.db, ns=ns, cluster_id=cluster["cluster_id"])
     return execution_result(run, include_vectors=include_vectors) if run else None
 
 
 @router.get("/v1/clusters/{ident}/executions/{run_id}")
-async def get_execution(ident: str, run_id: str, svc: ServicesDep, ns: NamespaceDep,
-                        include_vectors: bool = False) -> dict[str, Any]:
+async def get_execution(
+    ident: str, run_id: str, svc: ServicesDep, ns: NamespaceDep, include_vectors: bool = False
+) -> dict[str, Any]:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
     run = await executions.get_or_raise(svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run_id)
     return execution_result(run, include_vectors=include_vectors)
 
 
 @router.post("/v1/clusters/{ident}/executions/list")
-async def list_executions(ident: str, svc: ServicesDep, ns: NamespaceDep, page: PageDep,
-                          body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+async def list_executions(
+    ident: str,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    page: PageDep,
+    body: Annotated[dict[str, Any] | None, Body()] = None,
+) -> dict[str, Any]:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
     body = body or {}
     reject_filters(body.get("filters"), "filters")
     page = _page_from_body(page, body)
-    runs, total, light = await executions.list_page(svc.db, ns=ns, cluster_id=cluster["cluster_id"],
-                                                    offset=page.offset, limit=page.limit)
+    runs, total, light = await executions.list_page(
+        svc.db, ns=ns, cluster_id=cluster["cluster_id"], offset=page.offset, limit=page.limit
+    )
     by_status: dict[str, int] = {}
     for r in light:
         by_status[r["status"]] = by_status.get(r["status"], 0) + 1
@@ -214,7 +252,9 @@ async def list_executions(ident: str, svc: ServicesDep, ns: NamespaceDep, page: 
             "executions_by_status": by_status,
             "avg_execution_time_ms": (sum(times) / len(times)) if times else 0.0,
             "total_documents_clustered": sum(int(r.get("num_points") or 0) for r in light),
-            "avg_num_clusters": (sum(int(r.get("num_clusters") or 0) for r in light) / total) if total else 0.0,
+            "avg_num_clusters": (sum(int(r.get("num_clusters") or 0) for r in light) / total)
+            if total
+            else 0.0,
         },
     }
 

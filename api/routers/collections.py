@@ -73,8 +73,12 @@ def collection_out(doc: dict[str, Any], count: int) -> dict[str, Any]:
         "source": doc.get("source") or {"type": "direct_upsert"},
         "feature_extractor": FEATURE_EXTRACTOR,
         "vector_indexes": [
-            {"name": ix["name"], "feature_uri": ix.get("feature_uri") or default_feature_uri(ix["name"]),
-             "type": "dense", "index": {"dimensions": int(ix["dimensions"]), "distance": "cosine"}}
+            {
+                "name": ix["name"],
+                "feature_uri": ix.get("feature_uri") or default_feature_uri(ix["name"]),
+                "type": "dense",
+                "index": {"dimensions": int(ix["dimensions"]), "distance": "cosine"},
+            }
             for ix in doc.get("vector_indexes", [])
         ],
         "metadata": doc.get("metadata") or {},
@@ -96,32 +100,53 @@ def document_out(doc: dict[str, Any], *, with_vectors: bool) -> dict[str, Any]:
 @router.post("/v1/collections")
 async def create_collection(body: CollectionCreate, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
     if body.source.type not in SOURCE_TYPES:
-        raise ValidationFailed(f"source.type: must be one of {sorted(SOURCE_TYPES)} (got '{body.source.type}')")
+        raise ValidationFailed(
+            f"source.type: must be one of {sorted(SOURCE_TYPES)} (got '{body.source.type}')"
+        )
     if body.source.type not in SUPPORTED_SOURCES:
-        raise ValidationFailed(f"source.type: '{body.source.type}' is not supported here; use 'direct_upsert'",
-                               code="source_not_supported")
+        raise ValidationFailed(
+            f"source.type: '{body.source.type}' is not supported here; use 'direct_upsert'",
+            code="source_not_supported",
+        )
     indexes: list[dict[str, Any]] = []
     for i, ix in enumerate(body.vector_indexes):
         name = storage_name(ix.name)
         if not VECTOR_NAME_RE.match(name):
-            raise ValidationFailed(f"vector_indexes[{i}].name: letters, digits, '_' and '-' only (got '{ix.name}')")
+            raise ValidationFailed(
+                f"vector_indexes[{i}].name: letters, digits, '_' and '-' only (got '{ix.name}')"
+            )
         if any(x["name"] == name for x in indexes):
             raise ValidationFailed(f"vector_indexes[{i}].name: '{name}' is declared twice")
         if ix.dimensions > svc.settings.max_vector_dimensions:
-            raise ValidationFailed(f"vector_indexes[{i}].dimensions: exceeds {svc.settings.max_vector_dimensions}")
-        indexes.append({"name": name, "dimensions": ix.dimensions,
-                        "feature_uri": ix.feature_uri or default_feature_uri(name)})
+            raise ValidationFailed(
+                f"vector_indexes[{i}].dimensions: exceeds {svc.settings.max_vector_dimensions}"
+            )
+        indexes.append(
+            {
+                "name": name,
+                "dimensions": ix.dimensions,
+                "feature_uri": ix.feature_uri or default_feature_uri(name),
+            }
+        )
     doc = await collections.create(
-        svc.db, ns=ns, name=body.collection_name, description=body.description,
-        source=body.source.model_dump(), metadata=body.metadata, enabled=body.enabled, vector_indexes=indexes,
+        svc.db,
+        ns=ns,
+        name=body.collection_name,
+        description=body.description,
+        source=body.source.model_dump(),
+        metadata=body.metadata,
+        enabled=body.enabled,
+        vector_indexes=indexes,
     )
     return collection_out(doc, 0)
 
 
 async def _list_collections(svc: Any, ns: str, page: Any) -> dict[str, Any]:
     docs, total = await collections.list_page(svc.db, ns=ns, offset=page.offset, limit=page.limit)
-    results = [collection_out(d, await documents.count(svc.db, ns=ns, collection_id=d["collection_id"]))
-               for d in docs]
+    results = [
+        collection_out(d, await documents.count(svc.db, ns=ns, collection_id=d["collection_id"]))
+        for d in docs
+    ]
     return {"results": results, "pagination": page.response(total), "total_count": total}
 
 
@@ -131,8 +156,9 @@ async def list_collections(svc: ServicesDep, ns: NamespaceDep, page: PageDep) ->
 
 
 @router.post("/v1/collections/list")
-async def list_collections_post(svc: ServicesDep, ns: NamespaceDep, page: PageDep,
-                                body: Annotated[ListBody | None, Body()] = None) -> dict[str, Any]:
+async def list_collections_post(
+    svc: ServicesDep, ns: NamespaceDep, page: PageDep, body: Annotated[ListBody | None, Body()] = None
+) -> dict[str, Any]:
     if body is not None and any(v is not None for v in (body.limit, body.page_size, body.offset, body.page)):
         page = make_page(body.limit, body.page_size, body.offset, body.page, body.cursor, body.include_total)
     return await _list_collections(svc, ns, page)
@@ -152,26 +178,35 @@ async def delete_collection(ident: str, svc: ServicesDep, ns: NamespaceDep) -> d
 
 
 @router.post("/v1/collections/{ident}/documents")
-async def create_document(ident: str, svc: ServicesDep, ns: NamespaceDep,
-                          body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def create_document(
+    ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
     col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
     prepared, new = docval.prepare_batch(
-        [body], known_dimensions=collections.dimensions_of(col), declared_only=col.get("indexes_declared", False),
-        max_dimensions=svc.settings.max_vector_dimensions, max_documents=1,
+        [body],
+        known_dimensions=collections.dimensions_of(col),
+        declared_only=col.get("indexes_declared", False),
+        max_dimensions=svc.settings.max_vector_dimensions,
+        max_documents=1,
     )
     doc = prepared[0]
     if new:
         await collections.add_vector_indexes(svc.db, collection=col, new=new)
-    record = documents.to_record(ns=ns, collection_id=col["collection_id"],
-                                 document_id=doc.document_id or new_document_id(), fields=doc.fields,
-                                 vectors=doc.vectors)
+    record = documents.to_record(
+        ns=ns,
+        collection_id=col["collection_id"],
+        document_id=doc.document_id or new_document_id(),
+        fields=doc.fields,
+        vectors=doc.vectors,
+    )
     await documents.insert_one(svc.db, record)
     return document_out(record, with_vectors=False)
 
 
 @router.post("/v1/namespaces/{namespace}/documents/upsert")
-async def upsert_documents(namespace: str, body: UpsertBody, svc: ServicesDep,
-                           principal: PrincipalDep) -> dict[str, Any]:
+async def upsert_documents(
+    namespace: str, body: UpsertBody, svc: ServicesDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Batch write (≤ CLUSTERD_MAX_BATCH_DOCUMENTS). All-or-nothing: one bad document rejects the
     whole batch with every bad position listed, and nothing is written."""
     ns = (await resolve_namespace(svc, principal, namespace))["namespace_id"]
@@ -179,17 +214,28 @@ async def upsert_documents(namespace: str, body: UpsertBody, svc: ServicesDep,
         raise ValidationFailed("collection_id: required (id or name of the target collection)")
     col = await collections.get_or_raise(svc.db, ns=ns, ident=body.collection_id, field="collection_id")
     prepared, new = docval.prepare_batch(
-        body.documents, known_dimensions=collections.dimensions_of(col),
-        declared_only=col.get("indexes_declared", False), max_dimensions=svc.settings.max_vector_dimensions,
-        max_documents=svc.settings.max_batch_documents, extra_field_key="payload",
+        body.documents,
+        known_dimensions=collections.dimensions_of(col),
+        declared_only=col.get("indexes_declared", False),
+        max_dimensions=svc.settings.max_vector_dimensions,
+        max_documents=svc.settings.max_batch_documents,
+        extra_field_key="payload",
     )
     missing = [i for i, d in enumerate(prepared) if d.document_id is None]
     if missing:
         raise ValidationFailed(f"documents[{missing[0]}].document_id: required for upsert")
     if new:
         await collections.add_vector_indexes(svc.db, collection=col, new=new)
-    records = [documents.to_record(ns=ns, collection_id=col["collection_id"], document_id=str(d.document_id),
-                                   fields=d.fields, vectors=d.vectors) for d in prepared]
+    records = [
+        documents.to_record(
+            ns=ns,
+            collection_id=col["collection_id"],
+            document_id=str(d.document_id),
+            fields=d.fields,
+            vectors=d.vectors,
+        )
+        for d in prepared
+    ]
     await documents.upsert_many(svc.db, ns=ns, collection_id=col["collection_id"], records=records)
     return {"inserted": len(records), "document_ids": [r["document_id"] for r in records]}
 
@@ -197,46 +243,82 @@ async def upsert_documents(namespace: str, body: UpsertBody, svc: ServicesDep,
 @router.get("/v1/collections/{ident}/documents/count")
 async def count_documents(ident: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
     col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
-    return {"collection_id": col["collection_id"],
-            "count": await documents.count(svc.db, ns=ns, collection_id=col["collection_id"])}
+    return {
+        "collection_id": col["collection_id"],
+        "count": await documents.count(svc.db, ns=ns, collection_id=col["collection_id"]),
+    }
 
 
 async def _list_documents(svc: Any, ns: str, ident: str, page: Any, with_vectors: bool) -> dict[str, Any]:
     col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
-    docs, total = await documents.list_page(svc.db, ns=ns, collection_id=col["collection_id"],
-                                            offset=page.offset, limit=page.limit, with_vectors=with_vectors)
-    return {"results": [document_out(d, with_vectors=with_vectors) for d in docs],
-            "pagination": page.response(total), "total_documents": total, "total_count": total}
+    docs, total = await documents.list_page(
+        svc.db,
+        ns=ns,
+        collection_id=col["collection_id"],
+        offset=page.offset,
+        limit=page.limit,
+        with_vectors=with_vectors,
+    )
+    return {
+        "results": [document_out(d, with_vectors=with_vectors) for d in docs],
+        "pagination": page.response(total),
+        "total_documents": total,
+        "total_count": total,
+    }
 
 
 @router.post("/v1/collections/{ident}/documents/list")
-async def list_documents(ident: str, svc: ServicesDep, ns: NamespaceDep, page: PageDep,
-                         body: Annotated[ListBody | None, Body()] = None) -> dict[str, Any]:
+async def list_documents(
+    ident: str,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    page: PageDep,
+    body: Annotated[ListBody | None, Body()] = None,
+) -> dict[str, Any]:
     body = body or ListBody()
     if any(v is not None for v in (body.limit, body.page_size, body.offset, body.page, body.cursor)):
-        page = make_page(body.limit, body.page_size, body.offset, body.page, body.cursor,
-                         body.include_total or page.include_total)
+        page = make_page(
+            body.limit,
+            body.page_size,
+            body.offset,
+            body.page,
+            body.cursor,
+            body.include_total or page.include_total,
+        )
     return await _list_documents(svc, ns, ident, page, body.return_vectors)
 
 
 @router.get("/v1/collections/{ident}/documents")
-async def list_documents_get(ident: str, svc: ServicesDep, ns: NamespaceDep, page: PageDep,
-                             return_vectors: Annotated[bool, Query()] = False) -> dict[str, Any]:
+async def list_documents_get(
+    ident: str,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    page: PageDep,
+    return_vectors: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
     return await _list_documents(svc, ns, ident, page, return_vectors)
 
 
 @router.get("/v1/collections/{ident}/documents/{document_id}")
-async def get_document(ident: str, document_id: str, svc: ServicesDep, ns: NamespaceDep,
-                       return_vectors: Annotated[bool, Query()] = False) -> dict[str, Any]:
+async def get_document(
+    ident: str,
+    document_id: str,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    return_vectors: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
     col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
-    doc = await documents.get_or_raise(svc.db, ns=ns, collection_id=col["collection_id"], document_id=document_id)
+    doc = await documents.get_or_raise(
+        svc.db, ns=ns, collection_id=col["collection_id"], document_id=document_id
+    )
     return document_out(doc, with_vectors=return_vectors)
 
 
 @router.delete("/v1/collections/{ident}/documents/{document_id}")
 async def delete_document(ident: str, document_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
     col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
-    if not await documents.delete_one(svc.db, ns=ns, collection_id=col["collection_id"], document_id=document_id):
+    if not await documents.delete_one(
+        svc.db, ns=ns, collection_id=col["collection_id"], document_id=document_id
+    ):
         raise NotFound(f"document '{document_id}' not found")
     return {"success": True, "document_id": document_id}
-

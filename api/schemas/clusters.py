@@ -10,15 +10,37 @@ from core.algorithms import get_algorithm, validate_params
 from core.errors import ValidationFailed
 from core.models import ClusteringAlgorithm
 
-LEGACY_PARAMS = {"kmeans": "kmeans_parameters", "dbscan": "dbscan_parameters", "hdbscan": "hdbscan_parameters"}
-LLM_MODELS = {
-    "gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14",
-    "o3-mini-2025-01-31", "gemini-2.5-flash-lite", "gemini-2.5-flash", "gemini-2.5-pro", "gemini-3.1-flash-lite",
-    "gemini-3.5-flash-lite", "claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001",
-    "claude-3-5-sonnet-20241022", "claude-3-5-haiku-20241022", "jev-latest", "jev-preview", "jev-1.13.0",
+LEGACY_PARAMS = {
+    "kmeans": "kmeans_parameters",
+    "dbscan": "dbscan_parameters",
+    "hdbscan": "hdbscan_parameters",
 }
-LLM_SHORT = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06", "gpt-4.1": "gpt-4.1-2025-04-14",
-             "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14", "o3-mini": "o3-mini-2025-01-31"}
+LLM_MODELS = {
+    "gpt-4o-2024-08-06",
+    "gpt-4o-mini-2024-07-18",
+    "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini-2025-04-14",
+    "o3-mini-2025-01-31",
+    "gemini-2.5-flash-lite",
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gemini-3.1-flash-lite",
+    "gemini-3.5-flash-lite",
+    "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5-20251001",
+    "claude-3-5-sonnet-20241022",
+    "claude-3-5-haiku-20241022",
+    "jev-latest",
+    "jev-preview",
+    "jev-1.13.0",
+}
+LLM_SHORT = {
+    "gpt-4o-mini": "gpt-4o-mini-2024-07-18",
+    "gpt-4o": "gpt-4o-2024-08-06",
+    "gpt-4.1": "gpt-4.1-2025-04-14",
+    "gpt-4.1-mini": "gpt-4.1-mini-2025-04-14",
+    "o3-mini": "o3-mini-2025-01-31",
+}
 
 
 class ClusterCreate(BaseModel):
@@ -61,7 +83,9 @@ class ExecuteById(BaseModel):
 def reject_filters(filters: dict[str, Any] | None, field: str) -> None:
     # Document pre-filters arrive with the query surface; running unfiltered would be silently wrong.
     if filters:
-        raise ValidationFailed(f"{field}: document filters are not supported yet", code="filters_not_supported")
+        raise ValidationFailed(
+            f"{field}: document filters are not supported yet", code="filters_not_supported"
+        )
 
 
 def normalise_llm(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -103,13 +127,19 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
     algorithm = check_algorithm(vc["clustering_method"], "vector_config.clustering_method")
     uris = vc.get("feature_uris") or ([vc["feature_uri"]] if vc.get("feature_uri") else [])
     if not uris or not all(isinstance(u, str) and u for u in uris):
-        raise ValidationFailed("vector_config.feature_uris: at least one feature URI (or vector name) is required")
+        raise ValidationFailed(
+            "vector_config.feature_uris: at least one feature URI (or vector name) is required"
+        )
     if len(uris) > 1:
-        raise ValidationFailed("vector_config.feature_uris: multi-feature clustering is not supported yet",
-                               code="multi_feature_not_supported")
+        raise ValidationFailed(
+            "vector_config.feature_uris: multi-feature clustering is not supported yet",
+            code="multi_feature_not_supported",
+        )
     if vc.get("hierarchical"):
-        raise ValidationFailed("vector_config.hierarchical: hierarchical vector clustering is not supported yet",
-                               code="hierarchical_not_supported")
+        raise ValidationFailed(
+            "vector_config.hierarchical: hierarchical vector clustering is not supported yet",
+            code="hierarchical_not_supported",
+        )
     sample_size = vc.get("sample_size")
     if sample_size is not None and (type(sample_size) is not int or not 1 <= sample_size <= 1_000_000):
         raise ValidationFailed("vector_config.sample_size: must be an integer between 1 and 1000000")

@@ -10,13 +10,42 @@ from core.timeutil import iso
 from core.vectors import decode
 
 _METADATA_KEYS = (
-    "cluster_id", "cluster_name", "namespace_id", "description", "cluster_type", "status", "input_collections",
-    "algorithm", "algorithm_params", "feature_uris", "sample_size", "filters", "metadata", "llm_labeling",
-    "multi_feature_strategy", "effective_feature_method", "vis_n_components", "layout_stability",
-    "hierarchical_vector", "hierarchical_grouping", "enrich_source", "hierarchy_detected", "max_hierarchy_depth",
-    "output_collection_ids", "output_collection_names", "source_cluster_ids", "num_clusters",
-    "num_documents_clustered", "quality_metrics", "execution_time_seconds", "error", "failure_category",
-    "last_run_id", "last_execution_task_id", "preprocessing_steps", "llm_labeling_errors",
+    "cluster_id",
+    "cluster_name",
+    "namespace_id",
+    "description",
+    "cluster_type",
+    "status",
+    "input_collections",
+    "algorithm",
+    "algorithm_params",
+    "feature_uris",
+    "sample_size",
+    "filters",
+    "metadata",
+    "llm_labeling",
+    "multi_feature_strategy",
+    "effective_feature_method",
+    "vis_n_components",
+    "layout_stability",
+    "hierarchical_vector",
+    "hierarchical_grouping",
+    "enrich_source",
+    "hierarchy_detected",
+    "max_hierarchy_depth",
+    "output_collection_ids",
+    "output_collection_names",
+    "source_cluster_ids",
+    "num_clusters",
+    "num_documents_clustered",
+    "quality_metrics",
+    "execution_time_seconds",
+    "error",
+    "failure_category",
+    "last_run_id",
+    "last_execution_task_id",
+    "preprocessing_steps",
+    "llm_labeling_errors",
 )
 _DATES = ("created_at", "updated_at", "last_executed_at", "completed_at")
 
@@ -54,8 +83,10 @@ def cluster_model(doc: dict[str, Any]) -> dict[str, Any]:
         out["vector_config"] = vc
     out["task_id"] = doc.get("last_execution_task_id")
     if doc.get("num_clusters") is not None:
-        out["cluster_stats"] = {"num_clusters": int(doc["num_clusters"]),
-                                "silhouette_score": (doc.get("quality_metrics") or {}).get("silhouette_score")}
+        out["cluster_stats"] = {
+            "num_clusters": int(doc["num_clusters"]),
+            "silhouette_score": (doc.get("quality_metrics") or {}).get("silhouette_score"),
+        }
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -66,7 +97,9 @@ def centroid_out(c: dict[str, Any], include_vectors: bool) -> dict[str, Any]:
     return out
 
 
-def execution_result(run: dict[str, Any], *, include_vectors: bool = False, full: bool = True) -> dict[str, Any]:
+def execution_result(
+    run: dict[str, Any], *, include_vectors: bool = False, full: bool = True
+) -> dict[str, Any]:
     status = run["status"]
     out: dict[str, Any] = {
         "run_id": run["run_id"],
@@ -84,8 +117,15 @@ def execution_result(run: dict[str, Any], *, include_vectors: bool = False, full
     for k in ("started_at", "completed_at"):
         if run.get(k) is not None:
             out[k] = iso(run[k])
-    for k in ("source_documents", "vectors_retrieved", "vectors_clustered", "index_gap", "pipeline_drop",
-              "execution_time_ms", "dimensions"):
+    for k in (
+        "source_documents",
+        "vectors_retrieved",
+        "vectors_clustered",
+        "index_gap",
+        "pipeline_drop",
+        "execution_time_ms",
+        "dimensions",
+    ):
         if run.get(k) is not None:
             out[k] = int(run[k])
     if status == RunStatus.COMPLETED:
@@ -106,8 +146,13 @@ def execution_result(run: dict[str, Any], *, include_vectors: bool = False, full
     return clean({k: v for k, v in out.items() if v is not None})  # type: ignore[no-any-return]
 
 
-TASK_STATUS = {"pending": "PENDING", "processing": "PROCESSING", "completed": "COMPLETED", "failed": "FAILED",
-               "canceled": "CANCELED"}
+TASK_STATUS = {
+    "pending": "PENDING",
+    "processing": "PROCESSING",
+    "completed": "COMPLETED",
+    "failed": "FAILED",
+    "canceled": "CANCELED",
+}
 
 
 def task_response(run: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +162,12 @@ def task_response(run: dict[str, Any]) -> dict[str, Any]:
         "status": TASK_STATUS[run["status"]],
         "inputs": [run["cluster_id"]],
         "outputs": [],
-        "additional_data": {"cluster_id": run["cluster_id"], "run_id": run["run_id"],
-                            "namespace_id": run["namespace_id"], "progress": run.get("progress")},
+        "additional_data": {
+            "cluster_id": run["cluster_id"],
+            "run_id": run["run_id"],
+            "namespace_id": run["namespace_id"],
+            "progress": run.get("progress"),
+        },
     }
     if run["status"] == RunStatus.FAILED:
         out["error"] = run.get("error_message") or "run failed"

@@ -57,9 +57,13 @@ async def ensure_bootstrap(db: Database, *, pepper: bytes, keys: list[str]) -> s
     for i, key in enumerate(keys):
         digest = hash_key(key, pepper)
         if await db.api_keys.find_one({"key_hash": digest}) is None:
-            await create(db, pepper=pepper, name=f"bootstrap-{i + 1}", namespaces=[ALL_NAMESPACES], admin=True, key=key)
+            await create(
+                db, pepper=pepper, name=f"bootstrap-{i + 1}", namespaces=[ALL_NAMESPACES], admin=True, key=key
+            )
     if await db.api_keys.count_documents({"admin": True, "revoked": False}) == 0:
-        _, key = await create(db, pepper=pepper, name="generated-admin", namespaces=[ALL_NAMESPACES], admin=True)
+        _, key = await create(
+            db, pepper=pepper, name="generated-admin", namespaces=[ALL_NAMESPACES], admin=True
+        )
         return key
     return None
 
@@ -75,7 +79,9 @@ async def get(db: Database, *, key_id: str) -> dict[str, Any] | None:
 
 
 async def revoke(db: Database, *, key_id: str) -> bool:
-    res = await db.api_keys.update_one({"key_id": key_id}, {"$set": {"revoked": True, "revoked_at": utcnow()}})
+    res = await db.api_keys.update_one(
+        {"key_id": key_id}, {"$set": {"revoked": True, "revoked_at": utcnow()}}
+    )
     return bool(res.matched_count)
 
 

@@ -18,7 +18,9 @@ async def create(db: Database, *, doc: dict[str, Any]) -> dict[str, Any]:
     try:
         await db.clusters.insert_one(dict(doc))
     except DuplicateKeyError:
-        raise Conflict(f"cluster_name: '{doc['cluster_name']}' already exists", code="cluster_exists") from None
+        raise Conflict(
+            f"cluster_name: '{doc['cluster_name']}' already exists", code="cluster_exists"
+        ) from None
     return doc
 
 
@@ -47,7 +49,9 @@ async def list_page(
         rx = {"$regex": re.escape(search), "$options": "i"}
         q["$or"] = [{"cluster_id": rx}, {"cluster_name": rx}, {"description": rx}, {"algorithm": rx}]
     total = await db.clusters.count_documents(q)
-    cursor = db.clusters.find(q, _PROJ).sort([("created_at", -1), ("cluster_id", 1)]).skip(offset).limit(limit)
+    cursor = (
+        db.clusters.find(q, _PROJ).sort([("created_at", -1), ("cluster_id", 1)]).skip(offset).limit(limit)
+    )
     page = [d async for d in cursor]
     light = [d async for d in db.clusters.find(q, {"_id": 0, "status": 1, "num_documents_clustered": 1})]
     return page, int(total), light
@@ -58,7 +62,9 @@ async def update(db: Database, *, ns: str, cluster_id: str, fields: dict[str, An
     try:
         res = await db.clusters.update_one({"namespace_id": ns, "cluster_id": cluster_id}, {"$set": fields})
     except DuplicateKeyError:
-        raise Conflict(f"cluster_name: '{fields.get('cluster_name')}' already exists", code="cluster_exists") from None
+        raise Conflict(
+            f"cluster_name: '{fields.get('cluster_name')}' already exists", code="cluster_exists"
+        ) from None
     if not res.matched_count:
         raise NotFound(f"cluster '{cluster_id}' not found")
     return await get_or_raise(db, ns=ns, ident=cluster_id)
@@ -93,4 +99,6 @@ async def delete(db: Database, *, ns: str, cluster_id: str) -> None:
 
 
 async def ids_in_namespace(db: Database, *, ns: str) -> list[str]:
-    return [d["cluster_id"] async for d in db.clusters.find({"namespace_id": ns}, {"_id": 0, "cluster_id": 1})]
+    return [
+        d["cluster_id"] async for d in db.clusters.find({"namespace_id": ns}, {"_id": 0, "cluster_id": 1})
+    ]

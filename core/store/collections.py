@@ -93,7 +93,11 @@ async def add_vector_indexes(db: Database, *, collection: dict[str, Any], new: d
             {"namespace_id": ns, "collection_id": cid, "vector_indexes.name": {"$ne": name}},
             {
                 "$push": {
-                    "vector_indexes": {"name": name, "dimensions": dims, "feature_uri": default_feature_uri(name)}
+                    "vector_indexes": {
+                        "name": name,
+                        "dimensions": dims,
+                        "feature_uri": default_feature_uri(name),
+                    }
                 },
                 "$set": {"updated_at": utcnow()},
             },
@@ -103,7 +107,8 @@ async def add_vector_indexes(db: Database, *, collection: dict[str, Any], new: d
     for name, dims in new.items():
         if known.get(name) != dims:
             raise ValidationFailed(
-                f"vectors.{name}: expected {known.get(name)} dimensions, got {dims} (index created concurrently)"
+                f"vectors.{name}: expected {known.get(name)} dimensions, got {dims} "
+                "(index created concurrently)"
             )
 
 

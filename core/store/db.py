@@ -45,7 +45,9 @@ def connect(settings: Settings, *, shared_mock: Any = None) -> tuple[Any, Databa
     else:
         from mongomock_motor import AsyncMongoMockClient
 
-        client = AsyncMongoMockClient(mock_mongo_client=shared_mock) if shared_mock else AsyncMongoMockClient()
+        client = (
+            AsyncMongoMockClient(mock_mongo_client=shared_mock) if shared_mock else AsyncMongoMockClient()
+        )
     return client, client[settings.mongodb_database]
 
 

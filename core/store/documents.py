@@ -43,7 +43,8 @@ async def insert_one(db: Database, record: dict[str, Any]) -> None:
         await db.documents.insert_one(dict(record))
     except DuplicateKeyError:
         raise Conflict(
-            f"document_id: '{record['document_id']}' already exists in this collection", code="document_exists"
+            f"document_id: '{record['document_id']}' already exists in this collection",
+            code="document_exists",
         ) from None
 
 
@@ -53,7 +54,9 @@ async def upsert_many(db: Database, *, ns: str, collection_id: str, records: lis
     ids = [r["document_id"] for r in records]
     existing = {
         d["document_id"]: d.get("created_at")
-        async for d in db.documents.find({**base, "document_id": {"$in": ids}}, {"document_id": 1, "created_at": 1})
+        async for d in db.documents.find(
+            {**base, "document_id": {"$in": ids}}, {"document_id": 1, "created_at": 1}
+        )
     }
     fresh = [dict(r) for r in records if r["document_id"] not in existing]
     retry: list[dict[str, Any]] = []
@@ -95,7 +98,9 @@ async def list_page(
 
 
 async def delete_one(db: Database, *, ns: str, collection_id: str, document_id: str) -> bool:
-    res = await db.documents.delete_one({"namespace_id": ns, "collection_id": collection_id, "document_id": document_id})
+    res = await db.documents.delete_one(
+        {"namespace_id": ns, "collection_id": collection_id, "document_id": document_id}
+    )
     return bool(res.deleted_count)
 
 

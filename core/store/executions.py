@@ -36,7 +36,9 @@ async def get(db: Database, *, run_id: str) -> dict[str, Any] | None:
 
 
 async def get_or_raise(db: Database, *, ns: str, cluster_id: str, run_id: str) -> dict[str, Any]:
-    doc = await db.cluster_executions.find_one({"namespace_id": ns, "cluster_id": cluster_id, "run_id": run_id}, _PROJ)
+    doc = await db.cluster_executions.find_one(
+        {"namespace_id": ns, "cluster_id": cluster_id, "run_id": run_id}, _PROJ
+    )
     if doc is None:
         raise NotFound(f"run '{run_id}' of cluster '{cluster_id}' not found")
     return doc  # type: ignore[no-any-return]
@@ -133,9 +135,13 @@ async def fail(
 ) -> dict[str, Any] | None:
     """Mark failed. With `attempt`, fenced to that attempt's processing copy; without, any
     active (pending/processing) run is failed: used by the enqueue error path and signal handlers."""
-    q: dict[str, Any] = _fence(run_id, attempt) if attempt is not None else {"run_id": run_id, "status": {"$in": _ACTIVE}}
+    q: dict[str, Any] = (
+        _fence(run_id, attempt) if attempt is not None else {"run_id": run_id, "status": {"$in": _ACTIVE}}
+    )
     doc = await db.cluster_executions.find_one_and_update(
-        q, {"$set": {**fields, "status": RunStatus.FAILED.value, "completed_at": utcnow()}}, return_document=True
+        q,
+        {"$set": {**fields, "status": RunStatus.FAILED.value, "completed_at": utcnow()}},
+        return_document=True,
     )
     return _strip(doc)
 

@@ -32,7 +32,9 @@ async def test_embedded_end_to_end(api: Api) -> None:
     c = (await api.client.get(f"/v1/clusters/{cid}", headers=api.h())).json()
     assert c["status"] == "COMPLETED" and c["num_clusters"] == 3 and c["num_documents_clustered"] == len(X)
     # task endpoint mirrors the run
-    t = (await api.client.get(f"/v1/tasks/{task['task_id']}", headers={"Authorization": api.h()["Authorization"]}))
+    t = await api.client.get(
+        f"/v1/tasks/{task['task_id']}", headers={"Authorization": api.h()["Authorization"]}
+    )
     assert t.json()["status"] == "COMPLETED"
     # members.parquet in the local artifact store agrees with the run
     store = api.app.state.services.artifacts
@@ -47,7 +49,7 @@ async def test_embedded_end_to_end(api: Api) -> None:
     assert {k: members["cluster_id"].count(k) for k in counts} == counts
     # vectors only on request
     assert "centroid_vector" not in run["centroids"][0]
-    rv = (await api.client.get(f"/v1/clusters/{cid}/executions/{run_id}?include_vectors=true", headers=api.h()))
+    rv = await api.client.get(f"/v1/clusters/{cid}/executions/{run_id}?include_vectors=true", headers=api.h())
     assert len(rv.json()["centroids"][0]["centroid_vector"]) == X.shape[1]
 
 
@@ -76,9 +78,16 @@ async def test_runs_of_a_cluster_are_listed_newest_first(api: Api) -> None:
 
 async def test_adhoc_execute_waits_and_returns_the_result(api: Api) -> None:
     col, X = await api.make_collection()
-    body = {"collection_ids": [col], "include_members": True, "save_artifacts": True,
-            "config": {"algorithm": "kmeans", "algorithm_params": {"n_clusters": 3},
-                       "feature_vector": {"vector_name": "emb"}}}
+    body = {
+        "collection_ids": [col],
+        "include_members": True,
+        "save_artifacts": True,
+        "config": {
+            "algorithm": "kmeans",
+            "algorithm_params": {"n_clusters": 3},
+            "feature_vector": {"vector_name": "emb"},
+        },
+    }
     r = await api.client.post("/v1/clusters/execute", json=body, headers=api.h())
     assert r.status_code == 200, r.text
     out = r.json()
@@ -95,9 +104,17 @@ async def test_adhoc_execute_waits_and_returns_the_result(api: Api) -> None:
 
 async def test_adhoc_respond_async_gives_202_with_location(api: Api) -> None:
     col, _ = await api.make_collection()
-    body = {"collection_ids": [col], "config": {"algorithm": "kmeans", "algorithm_params": {"n_clusters": 3},
-                                                "feature_vector": {"vector_name": "emb"}}}
-    r = await api.client.post("/v1/clusters/execute", json=body, headers={**api.h(), "Prefer": "respond-async"})
+    body = {
+        "collection_ids": [col],
+        "config": {
+            "algorithm": "kmeans",
+            "algorithm_params": {"n_clusters": 3},
+            "feature_vector": {"vector_name": "emb"},
+        },
+    }
+    r = await api.client.post(
+        "/v1/clusters/execute", json=body, headers={**api.h(), "Prefer": "respond-async"}
+    )
     assert r.status_code == 202
     handle = r.json()
     assert r.headers["location"] == f"/v1/clusters/{handle['cluster_id']}/executions/{handle['run_id']}"
@@ -114,9 +131,18 @@ async def test_run_on_unusable_data_fails_with_validation_category(api: Api) -> 
     assert "n_clusters" in run["error_message"] and run["error_traceback"]
     c = (await api.client.get(f"/v1/clusters/{cid}", headers=api.h())).json()
     assert c["status"] == "FAILED" and c["failure_category"] == "validation"
-    adhoc = await api.client.post("/v1/clusters/execute", headers=api.h(), json={
-        "collection_ids": [col], "config": {"algorithm": "kmeans", "algorithm_params": {"n_clusters": 10},
-                                            "feature_vector": {"vector_name": "emb"}}})
+    adhoc = await api.client.post(
+        "/v1/clusters/execute",
+        headers=api.h(),
+        json={
+            "collection_ids": [col],
+            "config": {
+                "algorithm": "kmeans",
+                "algorithm_params": {"n_clusters": 10},
+                "feature_vector": {"vector_name": "emb"},
+            },
+        },
+    )
     assert adhoc.status_code == 422 and adhoc.json()["error"]["details"]["run_id"].startswith("run_")
 
 
@@ -131,4 +157,6 @@ async def test_delete_cluster_cascades_to_runs_and_artifacts(api: Api) -> None:
     assert d.status_code == 200 and d.json()["deleted_executions"] == 1
     assert not store.exists(run["members_key"])
     assert (await api.client.get(f"/v1/clusters/{cid}", headers=api.h())).status_code == 404
-    assert (await api.client.get(f"/v1/clusters/{cid}/executions/{run['run_id']}", headers=api.h())).status_code == 404
+    assert (
+        await api.client.get(f"/v1/clusters/{cid}/executions/{run['run_id']}", headers=api.h())
+    ).status_code == 404

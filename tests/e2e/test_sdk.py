@@ -23,23 +23,38 @@ def sdk(url: str, namespace: str = "sdk-ns") -> mixpeek.ApiClient:
 
 def test_sdk_create_execute_poll_get(live_server: str) -> None:
     client = sdk(live_server)
-    col = mixpeek.CollectionsApi(client).create_collection(CreateCollectionRequest.from_dict(
-        {"collection_name": "sdk-points", "source": {"type": "direct_upsert"}}))
+    col = mixpeek.CollectionsApi(client).create_collection(
+        CreateCollectionRequest.from_dict(
+            {"collection_name": "sdk-points", "source": {"type": "direct_upsert"}}
+        )
+    )
     assert col.collection_id and col.feature_extractor.feature_extractor_id == "direct_v1"
     X = blobs(n_per=30)
-    docs = [{"document_id": f"p{i:03d}", "vectors": {"emb": x.tolist()}, "metadata": {"i": i}} for i, x in
-            enumerate(X)]
+    docs = [
+        {"document_id": f"p{i:03d}", "vectors": {"emb": x.tolist()}, "metadata": {"i": i}}
+        for i, x in enumerate(X)
+    ]
     up = mixpeek.BYODocumentsApi(client).upsert_documents_byo_namespaces(
-        "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs}))
+        "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs})
+    )
     assert up.inserted == len(X)
     count = mixpeek.CollectionDocumentsApi(client).count_documents(col.collection_id)
     assert count is not None
 
     clusters = mixpeek.ClustersApi(client)
-    meta = clusters.create_cluster(CreateClusterRequest.from_dict({
-        "cluster_name": "sdk-cluster", "collection_ids": [col.collection_id],
-        "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"],
-                          "algorithm_params": {"n_clusters": 3}}}))
+    meta = clusters.create_cluster(
+        CreateClusterRequest.from_dict(
+            {
+                "cluster_name": "sdk-cluster",
+                "collection_ids": [col.collection_id],
+                "vector_config": {
+                    "clustering_method": "kmeans",
+                    "feature_uris": ["emb"],
+                    "algorithm_params": {"n_clusters": 3},
+                },
+            }
+        )
+    )
     assert meta.cluster_id and meta.status == "PENDING" and meta.cluster_type == "vector"
     assert meta.input_collections == [col.collection_id]
     assert clusters.get_cluster(meta.cluster_id).cluster_name == "sdk-cluster"
@@ -69,7 +84,9 @@ def test_sdk_create_execute_poll_get(live_server: str) -> None:
     t = mixpeek.TasksApi(client).get_task(task.task_id)
     assert t.status == "COMPLETED"
 
-    patched = clusters.patch_cluster(meta.cluster_id, PatchClusterRequest.from_dict({"description": "renamed"}))
+    patched = clusters.patch_cluster(
+        meta.cluster_id, PatchClusterRequest.from_dict({"description": "renamed"})
+    )
     assert patched.description == "renamed" and patched.vector_config is not None
 
     page = clusters.list_clusters_get()
@@ -88,8 +105,13 @@ def test_sdk_create_execute_poll_get(live_server: str) -> None:
 def test_sdk_errors_parse_as_error_response(live_server: str) -> None:
     clusters = mixpeek.ClustersApi(sdk(live_server))
     with pytest.raises(mixpeek.exceptions.ApiException) as exc:
-        clusters.create_cluster(CreateClusterRequest.from_dict({
-            "collection_ids": ["nope"],
-            "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"]}}))
+        clusters.create_cluster(
+            CreateClusterRequest.from_dict(
+                {
+                    "collection_ids": ["nope"],
+                    "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"]},
+                }
+            )
+        )
     assert exc.value.status == 404
     assert exc.value.data is not None  # ErrorResponse parsed by the SDK's own model

@@ -27,8 +27,9 @@ async def test_run_through_redis_worker_writes_parquet_to_s3(redis_api: Api) -> 
     table = pq.read_table(io.BytesIO(body))
     assert table.num_rows == len(X)
     assert set(table.column("cluster_id").to_pylist()) == {c["cluster_id"] for c in run["centroids"]}
-    clusters_table = pq.read_table(io.BytesIO(
-        s3.get_object(Bucket="clusterd-test", Key=run["parquet_path"])["Body"].read()))
+    clusters_table = pq.read_table(
+        io.BytesIO(s3.get_object(Bucket="clusterd-test", Key=run["parquet_path"])["Body"].read())
+    )
     assert clusters_table.num_rows == 3
     health = (await redis_api.client.get("/v1/health")).json()
     assert health["status"] == "ok", health
