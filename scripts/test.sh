@@ -19,4 +19,5 @@ if ! redis_up; then
 fi
 
 .venv/bin/ruff check .
+.venv/bin/mypy
 exec .venv/bin/pytest "$@"
