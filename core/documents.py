@@ -12,6 +12,7 @@ from core.vectors import validate_vectors
 
 _RESERVED = {"_id", "namespace_id", "created_at", "updated_at", "vectors", "document_id", "collection_id"}
 _MAX_KEY_DEPTH = 20
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass
@@ -22,7 +23,8 @@ class PreparedDocument:
 
 
 def check_keys(value: Any, loc: str, depth: int = 0) -> None:
-    """MongoDB field names may not start with '$' or contain '.'; reject them with their path."""
+    """MongoDB field names may not start with '$' or contain '.', and integers must fit in 64 bits;
+    reject violations with their path."""
     if depth > _MAX_KEY_DEPTH:
         raise ValidationFailed(f"{loc}: nested deeper than {_MAX_KEY_DEPTH} levels")
     if isinstance(value, dict):
@@ -35,6 +37,8 @@ def check_keys(value: Any, loc: str, depth: int = 0) -> None:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             check_keys(v, f"{loc}[{i}]", depth + 1)
+    elif type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValidationFailed(f"{loc}: integer does not fit in 64 bits (MongoDB's largest integer)")
 
 
 def prepare(
@@ -88,6 +92,7 @@ def prepare_batch(
     max_dimensions: int,
     max_documents: int,
     extra_field_key: str | None = None,
+    single: bool = False,
 ) -> tuple[list[PreparedDocument], dict[str, int]]:
     """Validate a whole batch before anything is written; returns the documents and the vector
     names it would newly index. Errors list every bad position (up to 20)."""
@@ -101,7 +106,7 @@ def prepare_batch(
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(raws):
-        loc = f"documents[{i}]"
+        loc = "body" if single else f"documents[{i}]"
         try:
             if not isinstance(raw, dict):
                 raise ValidationFailed(f"{loc}: must be an object")
@@ -124,7 +129,9 @@ def prepare_batch(
                     known[name] = new[name] = int(vec.shape[0])
             out.append(doc)
         except ValidationFailed as exc:
-            errors.append({"loc": ["documents", i], "msg": exc.message, "type": "value_error"})
+            errors.append(
+                {"loc": ["body"] if single else ["documents", i], "msg": exc.message, "type": "value_error"}
+            )
             if len(errors) >= 20:
                 break
     if errors:

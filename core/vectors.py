@@ -14,6 +14,7 @@ from core.errors import ValidationFailed
 VECTOR_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 _URI_RE = re.compile(r"^mixpeek://(?P<extractor>[^@/]+)@(?P<version>[^/]+)/(?P<output>[^/]+)$")
 DTYPE = np.dtype("<f4")
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_feature_uri(uri: str) -> tuple[str, str, str] | None:
@@ -61,12 +62,14 @@ def to_float32(value: Any, *, loc: str, max_dimensions: int) -> np.ndarray:
             raise ValidationFailed(f"{loc}[{i}]: must be a number, got {kind}")
         if type(x) is float and not math.isfinite(x):
             raise ValidationFailed(f"{loc}[{i}]: must be finite, got {x}")
+        if type(x) is int and abs(x) > _F32_MAX:  # also keeps 400-digit ints away from numpy
+            raise ValidationFailed(f"{loc}[{i}]: integer overflows float32")
     arr = np.asarray(value, dtype=np.float64)
-    out = arr.astype(DTYPE)
-    if not np.isfinite(out).all():
-        bad = int(np.argmin(np.isfinite(out)))
+    too_big = np.abs(arr) > _F32_MAX  # checked before the cast, which would only warn
+    if too_big.any():
+        bad = int(np.argmax(too_big))
         raise ValidationFailed(f"{loc}[{bad}]: {value[bad]} overflows float32")
-    return out
+    return arr.astype(DTYPE)
 
 
 def encode(vec: np.ndarray) -> bytes:

@@ -188,8 +188,13 @@ async def create_document(
         declared_only=col.get("indexes_declared", False),
         max_dimensions=svc.settings.max_vector_dimensions,
         max_documents=1,
+        single=True,
     )
     doc = prepared[0]
+    if doc.document_id is not None:  # refuse before indexing new vector names: a 409 changes nothing
+        await documents.ensure_absent(
+            svc.db, ns=ns, collection_id=col["collection_id"], document_id=doc.document_id
+        )
     if new:
         await collections.add_vector_indexes(svc.db, collection=col, new=new)
     record = documents.to_record(

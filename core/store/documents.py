@@ -48,6 +48,14 @@ async def insert_one(db: Database, record: dict[str, Any]) -> None:
         ) from None
 
 
+async def ensure_absent(db: Database, *, ns: str, collection_id: str, document_id: str) -> None:
+    q = {"namespace_id": ns, "collection_id": collection_id, "document_id": document_id}
+    if await db.documents.find_one(q, {"_id": 1}) is not None:
+        raise Conflict(
+            f"document_id: '{document_id}' already exists in this collection", code="document_exists"
+        )
+
+
 async def upsert_many(db: Database, *, ns: str, collection_id: str, records: list[dict[str, Any]]) -> None:
     """Replace documents whose id exists, insert the rest (records are already validated)."""
     base = {"namespace_id": ns, "collection_id": collection_id}
