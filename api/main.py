@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api import errors
+from api import errors, reaper
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Services
 from api.routers import adhoc, admin, clusters, collections
@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
             if settings.run_worker_in_process:
                 await asyncio.to_thread(lambda: stack.enter_context(embedded_worker(celery_app)))
             try:
-                yield
+                async with reaper.running(app.state.services):
+                    yield
             finally:
                 runtime.install(None)
                 await asyncio.to_thread(_close_quietly, stack)

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     adhoc_wait_s: float = Field(60.0, ge=0)
     run_time_limit_s: int = Field(3600, ge=10)
     heartbeat_interval_s: float = Field(10.0, gt=0)
+    stale_after_s: float = Field(
+        120.0, gt=0, description="a processing run silent this long has lost its worker"
+    )
+    reaper_interval_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1, description="deliveries of one run before it fails as orphaned")
     pull_batch_size: int = Field(2000, ge=1)
     metrics_sample_size: int = Field(10_000, ge=100)
 
@@ -69,6 +74,8 @@ class Settings(BaseSettings):
             )
         if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 16:
             raise ValueError("CLUSTERD_SECRET_KEY must be at least 16 characters")
+        if self.stale_after_s <= 2 * self.heartbeat_interval_s:
+            raise ValueError("CLUSTERD_STALE_AFTER_S must exceed twice CLUSTERD_HEARTBEAT_INTERVAL_S")
         for key in self.api_keys:
             if len(key) < 16:
                 raise ValueError("every key in CLUSTERD_API_KEYS must be at least 16 characters")

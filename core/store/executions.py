@@ -165,3 +165,19 @@ async def cancel_active(db: Database, *, ns: str, cluster_id: str) -> list[str]:
 async def delete_for_cluster(db: Database, *, ns: str, cluster_id: str) -> int:
     res = await db.cluster_executions.delete_many({"namespace_id": ns, "cluster_id": cluster_id})
     return int(res.deleted_count)
+
+
+async def stale_processing(db: Database, *, silent_since: Any) -> list[dict[str, Any]]:
+    q = {"status": RunStatus.PROCESSING.value, "heartbeat_at": {"$lt": silent_since}}
+    proj = {"_id": 0, "run_id": 1, "attempts": 1, "namespace_id": 1, "cluster_id": 1, "heartbeat_at": 1}
+    return [d async for d in db.cluster_executions.find(q, proj)]
+
+
+async def requeue_stale(db: Database, *, run_id: str, attempt: int, silent_since: Any) -> bool:
+    """CAS a silent processing run back to pending (one reaper wins; a live worker's heartbeat
+    or a finished run makes it a no-op). Its old copy loses the attempt fence."""
+    res = await db.cluster_executions.update_one(
+        {**_fence(run_id, attempt), "heartbeat_at": {"$lt": silent_since}},
+        {"$set": {"status": RunStatus.PENDING.value, "progress": {"stage": "requeued", "fraction": 0.0}}},
+    )
+    return bool(res.modified_count)
