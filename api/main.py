@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client, db = connect(settings)
-        await ensure_indexes(db)
+        await ensure_indexes(db, embedded=settings.embedded_store)
         pepper = _pepper(settings)
         generated = await api_keys.ensure_bootstrap(db, pepper=pepper, keys=settings.api_keys)
         store = make_artifact_store(settings)

@@ -61,6 +61,6 @@ def get_runtime() -> Runtime:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             client, db = connect(settings)
-            loop.run_until_complete(ensure_indexes(db))
+            loop.run_until_complete(ensure_indexes(db, embedded=settings.embedded_store))
             _current = Runtime(settings, db, make_artifact_store(settings), loop, client)
         return _current

@@ -51,9 +51,18 @@ def connect(settings: Settings, *, shared_mock: Any = None) -> tuple[Any, Databa
     return client, client[settings.mongodb_database]
 
 
-async def ensure_indexes(db: Database) -> None:
+# mongomock checks a unique index by scanning the whole collection on every insert, which made a
+# 1000-document batch O(n^2) (12 s at 1k documents, 80 s at 4k). The embedded store leaves this
+# one index out: document writes there check ids first, and because mongomock-motor's calls never
+# suspend, a check and its write run without another coroutine in between.
+EMBEDDED_SKIP = {("documents", 0)}
+
+
+async def ensure_indexes(db: Database, *, embedded: bool = False) -> None:
     for name, specs in INDEXES.items():
-        for keys, options in specs:
+        for i, (keys, options) in enumerate(specs):
+            if embedded and (name, i) in EMBEDDED_SKIP:
+                continue
             await db[name].create_index(keys, **options)
 
 

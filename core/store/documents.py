@@ -39,6 +39,7 @@ def to_public(doc: dict[str, Any], *, with_vectors: bool) -> dict[str, Any]:
 
 
 async def insert_one(db: Database, record: dict[str, Any]) -> None:
+    """Callers check the id is absent first (`ensure_absent`); the unique index is the backstop."""
     try:
         await db.documents.insert_one(dict(record))
     except DuplicateKeyError:
