@@ -9,8 +9,8 @@ from typing import Any
 from api.deps import Services
 from core.errors import ServiceUnavailable
 from core.ids import new_run_id, new_task_id
-from core.models import ClusterStatus, FailureCategory
-from core.store import clusters, executions
+from core.models import FailureCategory
+from core.store import clusters, executions, run_state
 from worker.app import enqueue
 
 log = logging.getLogger("clusterd.api")
@@ -62,21 +62,8 @@ async def launch_run(
     except Exception as exc:
         log.exception("enqueue of %s failed", run["run_id"])
         message = f"broker unavailable, run not queued: {type(exc).__name__}: {exc}"
-        await executions.fail(
-            svc.db,
-            run_id=run["run_id"],
-            fields={"error_message": message, "failure_category": FailureCategory.INFRASTRUCTURE.value},
-        )
-        await clusters.mirror_run(
-            svc.db,
-            ns=ns,
-            cluster_id=cluster["cluster_id"],
-            run_id=run["run_id"],
-            fields={
-                "status": ClusterStatus.FAILED.value,
-                "error": message,
-                "failure_category": FailureCategory.INFRASTRUCTURE.value,
-            },
+        await run_state.fail(
+            svc.db, run_id=run["run_id"], message=message, category=FailureCategory.INFRASTRUCTURE.value
         )
         raise ServiceUnavailable(message, details={"run_id": run["run_id"]}) from None
     return run

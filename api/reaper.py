@@ -12,8 +12,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from core.models import ClusterStatus, FailureCategory
-from core.store import clusters, executions
+from core.models import FailureCategory, RunStatus
+from core.store import executions, run_state
 from core.timeutil import utcnow
 from worker.app import enqueue
 
@@ -30,37 +30,28 @@ async def reap_once(svc: Any) -> dict[str, int]:
             if await executions.requeue_stale(
                 svc.db, run_id=run["run_id"], attempt=attempt, silent_since=silent_since
             ):
-                await asyncio.to_thread(enqueue, svc.celery, run["run_id"], settings.queue_name)
-                await clusters.mirror_run(
-                    svc.db,
-                    ns=run["namespace_id"],
-                    cluster_id=run["cluster_id"],
-                    run_id=run["run_id"],
-                    fields={"status": ClusterStatus.QUEUED.value},
-                )
+                try:
+                    await asyncio.to_thread(enqueue, svc.celery, run["run_id"], settings.queue_name)
+                except Exception as exc:  # never leave it pending with no message behind it
+                    await run_state.fail(
+                        svc.db,
+                        run_id=run["run_id"],
+                        message=f"broker unavailable while requeueing: {type(exc).__name__}: {exc}",
+                        category=FailureCategory.INFRASTRUCTURE.value,
+                    )
+                    continue
+                await run_state.mirror(svc.db, run, RunStatus.PENDING)
                 counts["requeued"] += 1
                 log.warning("run %s lost its worker (attempt %d); requeued", run["run_id"], attempt)
             continue
         message = f"worker lost: no heartbeat for {int(settings.stale_after_s)} s after {attempt} attempt(s)"
-        failed = await executions.fail(
+        if await run_state.fail(
             svc.db,
             run_id=run["run_id"],
+            message=message,
+            category=FailureCategory.ORPHANED.value,
             attempt=attempt,
-            fields={"error_message": message, "failure_category": FailureCategory.ORPHANED.value},
-        )
-        if failed is not None:
-            await clusters.mirror_run(
-                svc.db,
-                ns=run["namespace_id"],
-                cluster_id=run["cluster_id"],
-                run_id=run["run_id"],
-                fields={
-                    "status": ClusterStatus.FAILED.value,
-                    "error": message,
-                    "failure_category": FailureCategory.ORPHANED.value,
-                    "completed_at": failed.get("completed_at"),
-                },
-            )
+        ):
             counts["orphaned"] += 1
     return counts
 

@@ -46,7 +46,6 @@ class Settings(BaseSettings):
     max_body_mb: int = Field(32, ge=1)
     max_batch_documents: int = Field(1000, ge=1)
     max_vector_dimensions: int = Field(16384, ge=1)
-    max_sample_size: int = Field(1_000_000, ge=1)
     adhoc_wait_s: float = Field(60.0, ge=0)
     run_time_limit_s: int = Field(3600, ge=10)
     heartbeat_interval_s: float = Field(10.0, gt=0)

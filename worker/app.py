@@ -85,20 +85,17 @@ def _on_task_failure(
     args: Any = None,
     **_: Any,
 ) -> None:
-    """Hard time limits and lost workers end in this handler (in the worker main process),
-    never in the task body: without it the run would stay `processing` forever."""
+    """A hard time limit ends here (in the worker main process), never in the task body: without
+    this handler the run would stay `processing` until the reaper notices. A killed pool child
+    does not: with reject_on_worker_lost Celery requeues the message instead, the redelivery
+    finds the run `processing`, and the reaper requeues or fails it once its heartbeat stops."""
     if getattr(sender, "name", None) != TASK_NAME or not args:
         return
-    from billiard.exceptions import WorkerLostError
     from celery.exceptions import TimeLimitExceeded
 
     from worker.execution import fail_run
 
-    category = (
-        "timeout"
-        if isinstance(exception, TimeLimitExceeded)
-        else ("orphaned" if isinstance(exception, WorkerLostError) else "unknown")
-    )
+    category = "timeout" if isinstance(exception, TimeLimitExceeded) else "unknown"
     try:
         from worker.runtime import get_runtime
 

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 
 from core import artifacts
 from core.algorithms import validate_params
 from core.errors import ClusterdError, RunDataError, ServiceUnavailable
-from core.models import RUN_TO_CLUSTER_STATUS, FailureCategory, RunStatus
+from core.models import FailureCategory, RunStatus
 from core.pipeline import PipelineConfig, PipelineResult, RunCanceled, run_pipeline
-from core.store import clusters, collections, documents, executions
+from core.store import collections, documents, executions, run_state
 from core.vectors import encode, resolve_vector_name
 from worker.runtime import Runtime
 
@@ -113,17 +114,7 @@ async def fail_run(
     attempt: int | None = None,
     tb: str | None = None,
 ) -> None:
-    fields: dict[str, Any] = {"error_message": message, "failure_category": category}
-    if tb:
-        fields["error_traceback"] = tb
-    run = await executions.fail(rt.db, run_id=run_id, fields=fields, attempt=attempt)
-    if run is not None:
-        await _mirror(
-            rt,
-            run,
-            RunStatus.FAILED,
-            {"error": message, "failure_category": category, "completed_at": run.get("completed_at")},
-        )
+    await run_state.fail(rt.db, run_id=run_id, message=message, category=category, attempt=attempt, tb=tb)
 
 
 async def _heartbeat(progress: Progress) -> None:
@@ -281,16 +272,12 @@ def _write_artifacts(
 
 
 async def _mirror(rt: Runtime, run: dict[str, Any], status: RunStatus, extra: dict[str, Any]) -> None:
-    await clusters.mirror_run(
-        rt.db,
-        ns=run["namespace_id"],
-        cluster_id=run["cluster_id"],
-        run_id=run["run_id"],
-        fields={"status": RUN_TO_CLUSTER_STATUS[status].value, **extra},
-    )
+    await run_state.mirror(rt.db, run, status, extra)
 
 
 def _category(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return FailureCategory.TIMEOUT.value
     if isinstance(exc, RunDataError) or (isinstance(exc, ClusterdError) and exc.type == "validation_error"):
         return FailureCategory.VALIDATION.value
     if isinstance(exc, ServiceUnavailable | ConnectionError | OSError) or _is_infra(exc):
@@ -304,6 +291,8 @@ def _is_infra(exc: BaseException) -> bool:
 
 
 def _message(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "run exceeded its time limit"
     if isinstance(exc, ClusterdError):
         return exc.message
     return f"{type(exc).__name__}: {exc}"

@@ -22,7 +22,7 @@ from api.routers.clusters import build_cluster_doc
 from api.schemas.clusters import ClusterCreate
 from api.schemas.runs import clean
 from core import artifacts
-from core.errors import ValidationFailed
+from core.errors import NotFound, ValidationFailed
 from core.models import RunStatus
 from core.store import clusters, executions
 from core.timeutil import iso
@@ -105,7 +105,8 @@ async def _wait(svc: Any, run_id: str, seconds: float) -> dict[str, Any]:
     delay = 0.05
     while True:
         run = await executions.get(svc.db, run_id=run_id)
-        assert run is not None
+        if run is None:  # its definition was deleted while we waited
+            raise NotFound(f"run '{run_id}' was deleted while waiting for it")
         if RunStatus(run["status"]).terminal or time.monotonic() >= deadline:
             return run
         await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -171,6 +172,8 @@ async def execute_adhoc(
             else {"Location": location},
         )
     if status != RunStatus.COMPLETED:
+        if not body.store_results:
+            await purge_cluster(svc, ns, run["cluster_id"])
         category = run.get("failure_category") or "unknown"
         code = 422 if category == "validation" else 500
         return error_response(

@@ -159,7 +159,9 @@ async def list_collections(svc: ServicesDep, ns: NamespaceDep, page: PageDep) ->
 async def list_collections_post(
     svc: ServicesDep, ns: NamespaceDep, page: PageDep, body: Annotated[ListBody | None, Body()] = None
 ) -> dict[str, Any]:
-    if body is not None and any(v is not None for v in (body.limit, body.page_size, body.offset, body.page)):
+    if body is not None and any(
+        v is not None for v in (body.limit, body.page_size, body.offset, body.page, body.cursor)
+    ):
         page = make_page(body.limit, body.page_size, body.offset, body.page, body.cursor, body.include_total)
     return await _list_collections(svc, ns, page)
 

@@ -116,7 +116,12 @@ def check_algorithm(value: Any, field: str) -> str:
     if value not in valid:
         raise ValidationFailed(f"{field}: must be one of {sorted(valid)} (got {value!r})")
     name = "hdbscan" if value == "auto" else str(value)
-    get_algorithm(name)  # raises algorithm_not_supported for the ones not built yet
+    try:
+        get_algorithm(name)
+    except ValidationFailed as exc:  # name the request's field, not the registry's
+        raise ValidationFailed(
+            f"{field}: '{value}' is not supported yet (supported: kmeans)", code=exc.code
+        ) from None
     return name
 
 

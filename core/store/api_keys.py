@@ -7,6 +7,8 @@ import hmac
 import secrets
 from typing import Any
 
+from pymongo.errors import DuplicateKeyError
+
 from core.ids import new_key_id
 from core.store.db import Database
 from core.timeutil import utcnow
@@ -57,9 +59,17 @@ async def ensure_bootstrap(db: Database, *, pepper: bytes, keys: list[str]) -> s
     for i, key in enumerate(keys):
         digest = hash_key(key, pepper)
         if await db.api_keys.find_one({"key_hash": digest}) is None:
-            await create(
-                db, pepper=pepper, name=f"bootstrap-{i + 1}", namespaces=[ALL_NAMESPACES], admin=True, key=key
-            )
+            try:
+                await create(
+                    db,
+                    pepper=pepper,
+                    name=f"bootstrap-{i + 1}",
+                    namespaces=[ALL_NAMESPACES],
+                    admin=True,
+                    key=key,
+                )
+            except DuplicateKeyError:  # another replica registered it at the same moment
+                pass
     if await db.api_keys.count_documents({"admin": True, "revoked": False}) == 0:
         _, key = await create(
             db, pepper=pepper, name="generated-admin", namespaces=[ALL_NAMESPACES], admin=True
