@@ -78,6 +78,12 @@ class Api:
         assert r.status_code == 200, r.text
         return str(r.json()["cluster_id"])
 
+    async def execute(self, cluster_id: str, ns: str = "team-a") -> dict:
+        """Execute a cluster and wait for the run to end; returns the finished run."""
+        r = await self.client.post(f"/v1/clusters/{cluster_id}/execute", headers=self.h(ns))
+        assert r.status_code == 200, r.text
+        return await self.wait_run(cluster_id, r.json()["additional_data"]["run_id"], ns)
+
     async def wait_run(self, cluster_id: str, run_id: str, ns: str = "team-a", wait_s: float = 60) -> dict:
         deadline = time.monotonic() + wait_s
         while True:

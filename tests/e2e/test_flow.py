@@ -125,8 +125,7 @@ async def test_adhoc_respond_async_gives_202_with_location(api: Api) -> None:
 async def test_run_on_unusable_data_fails_with_validation_category(api: Api) -> None:
     col, _ = await api.make_collection(X=np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))
     cid = await api.make_cluster(col, k=10)  # more clusters than points
-    r = await api.client.post(f"/v1/clusters/{cid}/execute", headers=api.h())
-    run = await api.wait_run(cid, r.json()["additional_data"]["run_id"])
+    run = await api.execute(cid)
     assert run["status"] == "failed" and run["failure_category"] == "validation"
     assert "n_clusters" in run["error_message"] and run["error_traceback"]
     c = (await api.client.get(f"/v1/clusters/{cid}", headers=api.h())).json()
@@ -149,8 +148,7 @@ async def test_run_on_unusable_data_fails_with_validation_category(api: Api) -> 
 async def test_delete_cluster_cascades_to_runs_and_artifacts(api: Api) -> None:
     col, _ = await api.make_collection()
     cid = await api.make_cluster(col)
-    r = await api.client.post(f"/v1/clusters/{cid}/execute", headers=api.h())
-    run = await api.wait_run(cid, r.json()["additional_data"]["run_id"])
+    run = await api.execute(cid)
     store = api.app.state.services.artifacts
     assert store.exists(run["members_key"])
     d = await api.client.delete(f"/v1/clusters/{cid}", headers=api.h())

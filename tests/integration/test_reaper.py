@@ -33,8 +33,7 @@ async def _processing_run(api: Api, cluster_id: str, *, attempts: int, silent_fo
 async def test_stale_run_is_requeued_and_completes(api: Api) -> None:
     col, _ = await api.make_collection()
     cid = await api.make_cluster(col)
-    first = (await api.client.post(f"/v1/clusters/{cid}/execute", headers=api.h())).json()
-    await api.wait_run(cid, first["additional_data"]["run_id"])
+    await api.execute(cid)
     dead = await _processing_run(api, cid, attempts=1, silent_for=3600)
     alive = await _processing_run(api, cid, attempts=1, silent_for=1)
     counts = await reap_once(api.app.state.services)
@@ -48,8 +47,7 @@ async def test_stale_run_is_requeued_and_completes(api: Api) -> None:
 async def test_run_out_of_attempts_fails_as_orphaned(api: Api) -> None:
     col, _ = await api.make_collection()
     cid = await api.make_cluster(col)
-    first = (await api.client.post(f"/v1/clusters/{cid}/execute", headers=api.h())).json()
-    await api.wait_run(cid, first["additional_data"]["run_id"])
+    await api.execute(cid)
     dead = await _processing_run(api, cid, attempts=3, silent_for=3600)
     assert await reap_once(api.app.state.services) == {"requeued": 0, "orphaned": 1}
     run = (await api.client.get(f"/v1/clusters/{cid}/executions/{dead}", headers=api.h())).json()

@@ -16,9 +16,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis]
 async def test_run_through_redis_worker_writes_parquet_to_s3(redis_api: Api) -> None:
     col, X = await redis_api.make_collection()
     cid = await redis_api.make_cluster(col)
-    r = await redis_api.client.post(f"/v1/clusters/{cid}/execute", headers=redis_api.h())
-    run_id = r.json()["additional_data"]["run_id"]
-    run = await redis_api.wait_run(cid, run_id)
+    run = await redis_api.execute(cid)
     assert run["status"] == "completed", run
     import boto3
 
@@ -39,16 +37,14 @@ async def test_duplicate_delivery_is_harmless(redis_api: Api) -> None:
     """A second message for the same run id finds it no longer pending and exits."""
     col, _ = await redis_api.make_collection()
     cid = await redis_api.make_cluster(col)
-    r = await redis_api.client.post(f"/v1/clusters/{cid}/execute", headers=redis_api.h())
-    run_id = r.json()["additional_data"]["run_id"]
-    first = await redis_api.wait_run(cid, run_id)
+    first = await redis_api.execute(cid)
+    run_id = first["run_id"]
     svc = redis_api.app.state.services
     from worker.app import enqueue
 
     enqueue(svc.celery, run_id, svc.settings.queue_name)
     # a fresh run queued after the duplicate completes too, so the worker is past the duplicate
-    r2 = await redis_api.client.post(f"/v1/clusters/{cid}/execute", headers=redis_api.h())
-    await redis_api.wait_run(cid, r2.json()["additional_data"]["run_id"])
+    await redis_api.execute(cid)
     again = await executions.get(svc.db, run_id=run_id)
     assert again is not None
     assert again["attempts"] == 1 and again["status"] == "completed"
