@@ -6,7 +6,7 @@ No I/O: the worker pulls vectors, calls `run_pipeline`, and stores the result.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,10 @@ STAGES: tuple[tuple[str, float], ...] = (
 )
 
 
+REDUCE_ABOVE = 100
+REDUCE_TO = 50
+
+
 class RunCanceled(Exception):
     """Raised between stages when `should_cancel()` says so.
 
@@ -50,6 +54,10 @@ class PipelineConfig:
     compute_metrics: bool = True
     metrics_sample_size: int = 10_000
     centroid_method: str = "mean"
+    # Density algorithms on high-dimensional vectors cluster a PCA projection: above
+    # `reduce_above` dimensions they see `reduce_to` components (None disables the reduction).
+    reduce_above: int | None = REDUCE_ABOVE
+    reduce_to: int = REDUCE_TO
 
 
 @dataclass
@@ -70,6 +78,8 @@ class PipelineResult:
     metrics: dict[str, Any]  # {} when compute_metrics is False
     num_points: int
     num_clusters: int  # excludes noise
+    params_used: dict[str, Any] = field(default_factory=dict)  # automatic / adjusted values
+    reduction: dict[str, Any] | None = None  # {"method": "pca", "from": D, "to": d} when applied
 
 
 def validate_input(X: np.ndarray) -> np.ndarray:
@@ -129,7 +139,9 @@ def run_pipeline(
     step()
 
     check("fit")
-    labels = spec.fit(X, config.params, config.seed)
+    X_fit, reduction = _reduce(X, spec.reduces_high_dim, config)
+    fitted = spec.fit(X_fit, config.params, config.seed)
+    labels = fitted.labels
     step()
 
     check("centroids")
@@ -157,7 +169,8 @@ def run_pipeline(
     check("metrics")
     metrics: dict[str, Any] = {}
     if config.compute_metrics:
-        metrics = quality_metrics(X, labels, sample_size=config.metrics_sample_size, seed=config.seed)
+        # in the space actually clustered (after normalisation and any reduction)
+        metrics = quality_metrics(X_fit, labels, sample_size=config.metrics_sample_size, seed=config.seed)
         member_cos = cosines[labels != -1]
         metrics["mean_cosine_to_centroid"] = (
             float(member_cos.mean(dtype=np.float64)) if member_cos.size else None
@@ -172,4 +185,19 @@ def run_pipeline(
         metrics=metrics,
         num_points=int(X.shape[0]),
         num_clusters=len(clusters),
+        params_used=fitted.used,
+        reduction=reduction,
     )
+
+
+def _reduce(X: np.ndarray, wanted: bool, config: PipelineConfig) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """PCA before density algorithms on wide vectors: raw 768-d HDBSCAN does not finish in minutes.
+    Centroids, distances and cosines stay in the feature space; only the fit sees the projection."""
+    d = X.shape[1]
+    if not wanted or config.reduce_above is None or d <= config.reduce_above:
+        return X, None
+    from sklearn.decomposition import PCA
+
+    k = min(config.reduce_to, d, X.shape[0])
+    Z = PCA(n_components=k, random_state=config.seed).fit_transform(X).astype(np.float32)
+    return Z, {"method": "pca", "from": int(d), "to": int(k)}

@@ -7,8 +7,8 @@ defaults) gets the same ranges and the same error messages.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_args
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -16,37 +16,53 @@ from pydantic import BaseModel, ValidationError
 from core.errors import ValidationFailed
 
 P = TypeVar("P", bound=BaseModel)
-FitFn = Callable[[np.ndarray, BaseModel, int], np.ndarray]
-Fit = Callable[[np.ndarray, P, int], np.ndarray]  # an algorithm's own fit, typed by its params
+
+
+@dataclass
+class Fitted:
+    """An algorithm's answer: labels (-1 = noise) and the parameter values it actually used where
+    they differ from the request (an automatic `n_clusters` or `eps`, a capped value, ...)."""
+
+    labels: np.ndarray
+    used: dict[str, Any] = field(default_factory=dict)
+
+
+FitFn = Callable[[np.ndarray, BaseModel, int], Fitted]
+Fit = Callable[[np.ndarray, P, int], "np.ndarray | Fitted"]  # an algorithm's own fit, typed by its params
 
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    """A registered algorithm. `fit(X, params, seed)` returns int64 labels of shape (N,), -1 = noise."""
+    """A registered algorithm. `fit(X, params, seed)` returns a Fitted with int64 labels of shape (N,)."""
 
     name: str
     params_model: type[BaseModel]
     fit: FitFn
     produces_noise: bool
+    reduces_high_dim: bool = False  # cluster a PCA projection of wide vectors (density methods)
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
 
 
-def register(name: str, params_model: type[P], *, produces_noise: bool = False) -> Callable[[Fit[P]], Fit[P]]:
+def register(
+    name: str, params_model: type[P], *, produces_noise: bool = False, reduces_high_dim: bool = False
+) -> Callable[[Fit[P]], Fit[P]]:
     """Register `fn` under `name`; the stored fit checks the label contract on every call."""
 
     def decorator(fn: Fit[P]) -> Fit[P]:
         if name in _REGISTRY:
             raise ValueError(f"algorithm '{name}' is already registered")
 
-        def fit(X: np.ndarray, params: BaseModel, seed: int) -> np.ndarray:
+        def fit(X: np.ndarray, params: BaseModel, seed: int) -> Fitted:
             if not isinstance(params, params_model):
                 raise TypeError(f"{name}: expected {params_model.__name__}, got {type(params).__name__}")
-            labels = np.asarray(fn(X, params, seed))
-            return _check_labels(name, labels, X.shape[0], produces_noise)
+            out = fn(X, params, seed)
+            fitted = out if isinstance(out, Fitted) else Fitted(np.asarray(out))
+            fitted.labels = _check_labels(name, np.asarray(fitted.labels), X.shape[0], produces_noise)
+            return fitted
 
-        _REGISTRY[name] = AlgorithmSpec(name, params_model, fit, produces_noise)
+        _REGISTRY[name] = AlgorithmSpec(name, params_model, fit, produces_noise, reduces_high_dim)
         return fn
 
     return decorator
@@ -81,10 +97,11 @@ def supported_algorithms() -> list[str]:
 def validate_params(
     name: str, raw: Mapping[str, Any] | None, *, field: str = "algorithm_params"
 ) -> BaseModel:
-    """Build `name`'s params from `raw`, ignoring keys of other algorithms and `None` values.
+    """Build `name`'s params from `raw`, ignoring keys of other algorithms.
 
     The SDK sends whichever params model matched first (often a full KMeans default dict), so
-    foreign keys are expected and dropped silently; `None` means "use the default".
+    foreign keys are expected and dropped silently. `None` means "choose automatically" for a
+    field whose type admits None (e.g. kmeans `n_clusters`, dbscan `eps`), else "use the default".
     """
     model = get_algorithm(name).params_model
     if raw is None:
@@ -94,13 +111,20 @@ def validate_params(
         raise ValidationFailed(
             f"{field}: must be an object (got {type(raw).__name__})", details={"validation_errors": [err]}
         )
-    kept = {k: v for k, v in raw.items() if k in model.model_fields and v is not None}
+    kept = {
+        k: v for k, v in raw.items() if k in model.model_fields and (v is not None or _nullable(model, k))
+    }
     try:
         return model.model_validate(kept)
     except ValidationError as exc:
         errors = _describe_errors(exc, model, kept, field)
         message = "; ".join(f"{field}.{e['loc'][1]}: {e['msg']}" for e in errors)
         raise ValidationFailed(message, details={"validation_errors": errors}) from None
+
+
+def _nullable(model: type[BaseModel], key: str) -> bool:
+    annotation = model.model_fields[key].annotation
+    return annotation is None or type(None) in get_args(annotation)
 
 
 def _describe_errors(

@@ -22,11 +22,11 @@ def test_registry_contract(name):
     spec = get_algorithm(name)
     X, _ = blobs()
     params = validate_params(name, None)
-    labels = spec.fit(X, params, 7)
+    labels = spec.fit(X, params, 7).labels
     assert labels.shape == (X.shape[0],)
     assert labels.dtype == np.int64
     assert labels.min() >= (-1 if spec.produces_noise else 0)
-    np.testing.assert_array_equal(labels, spec.fit(X, params, 7))
+    np.testing.assert_array_equal(labels, spec.fit(X, params, 7).labels)
 
 
 def test_kmeans_is_registered():
@@ -50,7 +50,7 @@ def test_fit_rejects_wrong_params_type():
         pass
 
     with pytest.raises(TypeError):
-        get_algorithm("kmeans").fit(X, Other(), 0)
+        get_algorithm("kmeans").fit(X, Other(), 0).labels
 
 
 # --- params validation ---
@@ -72,10 +72,12 @@ def test_defaults():
     }
 
 
-def test_foreign_keys_ignored_and_none_means_default():
-    p = validate_params("kmeans", {"n_clusters": 3, "eps": 0.3, "min_cluster_size": 1, "random_state": None})
+def test_foreign_keys_ignored_and_none_kept_only_where_nullable():
+    p = validate_params("kmeans", {"n_clusters": 3, "eps": 0.3, "min_cluster_size": 1, "random_state": None,
+                                   "max_iter": None})
     assert p.n_clusters == 3
-    assert p.random_state == 42
+    assert p.random_state is None  # nullable: the run seed is used
+    assert p.max_iter == 300  # not nullable: None means the default
     assert not hasattr(p, "eps")
 
 
@@ -135,7 +137,7 @@ def test_validate_params_unknown_algorithm():
 
 def test_kmeans_recovers_blobs():
     X, y = blobs(n=400, centers=4, seed=3)
-    labels = get_algorithm("kmeans").fit(X, validate_params("kmeans", {"n_clusters": 4}), 0)
+    labels = get_algorithm("kmeans").fit(X, validate_params("kmeans", {"n_clusters": 4}), 0).labels
     assert adjusted_rand_score(y, labels) > 0.95
 
 
@@ -143,16 +145,16 @@ def test_kmeans_seed_used_when_random_state_none():
     X, _ = blobs(n=200, centers=6, seed=1)
     fit = get_algorithm("kmeans").fit
     p = KMeansParams(n_clusters=5, random_state=None, n_init=1, init="random")
-    np.testing.assert_array_equal(fit(X, p, 11), fit(X, p, 11))
+    np.testing.assert_array_equal(fit(X, p, 11).labels, fit(X, p, 11).labels)
 
 
 def test_kmeans_n_clusters_exceeds_points():
     X, _ = blobs(n=5)
     with pytest.raises(RunDataError, match=r"kmeans n_clusters \(8\) exceeds the number of points \(5\)"):
-        get_algorithm("kmeans").fit(X, KMeansParams(), 0)
+        get_algorithm("kmeans").fit(X, KMeansParams(), 0).labels
 
 
 def test_kmeans_duplicate_points_do_not_warn():
     X = np.zeros((10, 3), dtype=np.float32)
-    labels = get_algorithm("kmeans").fit(X, KMeansParams(n_clusters=3), 0)
+    labels = get_algorithm("kmeans").fit(X, KMeansParams(n_clusters=3), 0).labels
     assert labels.shape == (10,)
