@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from core.errors import ValidationFailed
 
 P = TypeVar("P", bound=BaseModel)
+DEFAULT_MAX_POINTS = 100_000  # the engine cap; O(N^2) algorithms register 50_000, k-means 1_000_000
 
 
 @dataclass
@@ -40,13 +41,19 @@ class AlgorithmSpec:
     fit: FitFn
     produces_noise: bool
     reduces_high_dim: bool = False  # cluster a PCA projection of wide vectors (density methods)
+    max_points: int = DEFAULT_MAX_POINTS  # a run samples down to this many points (seeded)
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
 
 
 def register(
-    name: str, params_model: type[P], *, produces_noise: bool = False, reduces_high_dim: bool = False
+    name: str,
+    params_model: type[P],
+    *,
+    produces_noise: bool = False,
+    reduces_high_dim: bool = False,
+    max_points: int = DEFAULT_MAX_POINTS,
 ) -> Callable[[Fit[P]], Fit[P]]:
     """Register `fn` under `name`; the stored fit checks the label contract on every call."""
 
@@ -62,7 +69,7 @@ def register(
             fitted.labels = _check_labels(name, np.asarray(fitted.labels), X.shape[0], produces_noise)
             return fitted
 
-        _REGISTRY[name] = AlgorithmSpec(name, params_model, fit, produces_noise, reduces_high_dim)
+        _REGISTRY[name] = AlgorithmSpec(name, params_model, fit, produces_noise, reduces_high_dim, max_points)
         return fn
 
     return decorator
@@ -159,5 +166,5 @@ def _reason(err: Any, model: type[BaseModel], key: str) -> str:
     return msg.replace("Input should be", "must be", 1)
 
 
-# Algorithm modules register themselves on import.
-from core.algorithms import kmeans  # noqa: E402, F401
+# Algorithm modules register themselves on import (one module per family).
+from core.algorithms import density, hierarchy, kmeans, mixture, spectral  # noqa: E402, F401

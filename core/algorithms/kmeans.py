@@ -38,7 +38,7 @@ class KMeansParams(BaseModel):
     algorithm: Literal["lloyd", "elkan"] = "lloyd"
 
 
-@register("kmeans", KMeansParams)
+@register("kmeans", KMeansParams, max_points=1_000_000)
 def kmeans(X: np.ndarray, p: KMeansParams, seed: int) -> np.ndarray:
     """Fit KMeans on float32 `X`.
 

@@ -1,0 +1,1 @@
+"""Density-based algorithms: dbscan, hdbscan (the hdbscan package), optics, mean_shift."""
