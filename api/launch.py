@@ -20,6 +20,17 @@ def run_config(
     cluster: dict[str, Any], *, sample_size: int | None = None, **overrides: Any
 ) -> dict[str, Any]:
     """The frozen snapshot a worker runs from: later edits of the cluster do not change it."""
+    if cluster.get("cluster_type") == "attribute":
+        return {
+            "algorithm": "attribute_based",
+            "attribute_config": cluster["attribute_config"],
+            "collection_ids": cluster["input_collections"],
+            "sample_size": sample_size or cluster.get("sample_size"),
+            "seed": 42,
+            "compute_metrics": True,
+            "save_artifacts": True,
+            **overrides,
+        }
     vc = cluster["vector_config"]
     params = vc["algorithm_params"]
     seed = params.get("random_state")

@@ -74,10 +74,12 @@ def _finished_body(run: dict[str, Any], members: list[dict[str, Any]] | None, sa
         "centroids": [
             {
                 "cluster_id": c["cluster_id"],
-                "centroid_vector": [float(x) for x in decode(c["centroid_vector"])],
+                "centroid_vector": [float(x) for x in decode(c["centroid_vector"])]
+                if c.get("centroid_vector") is not None
+                else [],
                 "num_members": int(c["num_members"]),
                 "feature_dimensions": dims,
-                "vector_name": run["config"]["feature_name"],
+                "vector_name": run["config"].get("feature_name", ""),
                 "label": c.get("label"),
             }
             for c in run.get("centroids") or []
@@ -113,24 +115,9 @@ async def _wait(svc: Any, run_id: str, seconds: float) -> dict[str, Any]:
         delay = min(delay * 1.5, 0.5)
 
 
-@router.post("/v1/clusters/execute", response_model=None)
-async def execute_adhoc(
-    svc: ServicesDep,
-    ns: NamespaceDep,
-    body: Annotated[AdhocRequest, Body()],
-    prefer: Annotated[str | None, Header()] = None,
-) -> dict[str, Any] | JSONResponse:
+def _vector_create(body: AdhocRequest, feature: str) -> ClusterCreate:
     cfg = body.config
-    fv = cfg.feature_vector
-    feature = (fv.vector_name or fv.feature_address) if fv else None
-    if cfg.algorithm == "attribute_based" or cfg.attribute_config:
-        raise ValidationFailed(
-            "config.attribute_config: attribute-based clustering is not supported yet",
-            code="algorithm_not_supported",
-        )
-    if not feature:
-        raise ValidationFailed("config.feature_vector: vector_name or feature_address is required")
-    create = ClusterCreate(
+    return ClusterCreate(
         collection_ids=body.collection_ids,
         cluster_type="vector",
         description=cfg.description,
@@ -142,6 +129,33 @@ async def execute_adhoc(
             "normalize_features": cfg.normalize_features,
         },
     )
+
+
+@router.post("/v1/clusters/execute", response_model=None)
+async def execute_adhoc(
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    body: Annotated[AdhocRequest, Body()],
+    prefer: Annotated[str | None, Header()] = None,
+) -> dict[str, Any] | JSONResponse:
+    cfg = body.config
+    fv = cfg.feature_vector
+    feature = (fv.vector_name or fv.feature_address) if fv else None
+    if cfg.algorithm == "attribute_based":
+        if not cfg.attribute_config:
+            raise ValidationFailed(
+                "config.attribute_config: required when config.algorithm is attribute_based"
+            )
+        create = ClusterCreate(
+            collection_ids=body.collection_ids,
+            cluster_type="attribute",
+            description=cfg.description,
+            attribute_config=cfg.attribute_config,
+        )
+    elif not feature:
+        raise ValidationFailed("config.feature_vector: vector_name or feature_address is required")
+    else:
+        create = _vector_create(body, feature)
     doc = await build_cluster_doc(svc, ns, create, hidden=True)
     doc["adhoc"] = True
     cluster = await clusters.create(svc.db, doc=doc)

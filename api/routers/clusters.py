@@ -14,6 +14,7 @@ from api.schemas.clusters import (
     ClusterCreate,
     ClusterPatch,
     ExecuteById,
+    attribute_settings,
     effective_params,
     normalise_llm,
     reject_filters,
@@ -54,15 +55,15 @@ async def build_cluster_doc(
     ctype = body.cluster_type or (
         "attribute" if body.attribute_config and not body.vector_config else "vector"
     )
-    if ctype == "attribute":
-        raise ValidationFailed(
-            "attribute_config: attribute-based clustering is not supported yet",
-            code="algorithm_not_supported",
-        )
-    if not body.vector_config:
-        raise ValidationFailed("vector_config: required for a vector cluster")
     reject_filters(body.filters, "filters")
-    vc = vector_settings(body.vector_config)
+    if ctype == "attribute":
+        if not body.attribute_config:
+            raise ValidationFailed("attribute_config: required for an attribute cluster")
+        kind = attribute_settings(body.attribute_config)
+    else:
+        if not body.vector_config:
+            raise ValidationFailed("vector_config: required for a vector cluster")
+        kind = vector_definition(vector_settings(body.vector_config))
     cols = await collections.resolve_many(svc.db, ns=ns, idents=body.collection_ids, field="collection_ids")
     now = utcnow()
     return {
@@ -70,31 +71,37 @@ async def build_cluster_doc(
         "namespace_id": ns,
         "cluster_name": body.cluster_name or default_cluster_name(),
         "description": body.description,
-        "cluster_type": "vector",
         "status": ClusterStatus.PENDING.value,
         "input_collections": [c["collection_id"] for c in cols],
-        "algorithm": vc["algorithm"],
-        "algorithm_params": vc["algorithm_params"],
-        "feature_uris": vc["feature_uris"],
-        "sample_size": vc["sample_size"],
-        "vector_config": vc,
         "filters": body.filters or {},
         "metadata": body.metadata or {},
         "llm_labeling": normalise_llm(body.llm_labeling),
-        "multi_feature_strategy": vc["multi_feature_strategy"],
-        "effective_feature_method": vc["effective_feature_method"],
-        "vis_n_components": vc["vis_n_components"],
-        "layout_stability": vc["layout_stability"],
         "hierarchical_vector": False,
-        "hierarchical_grouping": False,
         "enrich_source": False,
         "hierarchy_detected": False,
-        "max_hierarchy_depth": vc["max_hierarchy_depth"],
         "output_collection_ids": [],
         "output_collection_names": [],
         "hidden": hidden,
         "created_at": now,
         "updated_at": now,
+        **kind,
+    }
+
+
+def vector_definition(vc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cluster_type": "vector",
+        "algorithm": vc["algorithm"],
+        "algorithm_params": vc["algorithm_params"],
+        "feature_uris": vc["feature_uris"],
+        "sample_size": vc["sample_size"],
+        "vector_config": vc,
+        "multi_feature_strategy": vc["multi_feature_strategy"],
+        "effective_feature_method": vc["effective_feature_method"],
+        "vis_n_components": vc["vis_n_components"],
+        "layout_stability": vc["layout_stability"],
+        "hierarchical_grouping": False,
+        "max_hierarchy_depth": vc["max_hierarchy_depth"],
     }
 
 
@@ -163,17 +170,23 @@ async def patch_cluster(
     if body.filters is not None:
         reject_filters(body.filters, "filters")
         changes["filters"] = body.filters
-    vc = dict(cluster["vector_config"])
     if body.sample_size is not None:
-        vc["sample_size"] = changes["sample_size"] = body.sample_size
-    if body.algorithm_params is not None:
-        vc["algorithm_params"] = changes["algorithm_params"] = effective_params(
-            vc["algorithm"], {"algorithm_params": body.algorithm_params}, ""
-        )
-    if body.layout_stability is not None:
-        vc["layout_stability"] = changes["layout_stability"] = body.layout_stability
-    if vc != cluster["vector_config"]:
-        changes["vector_config"] = vc
+        changes["sample_size"] = body.sample_size
+    if cluster.get("cluster_type") == "attribute":
+        if body.algorithm_params:
+            raise ValidationFailed("algorithm_params: attribute clusters have no algorithm parameters")
+    else:
+        vc = dict(cluster["vector_config"])
+        if body.sample_size is not None:
+            vc["sample_size"] = body.sample_size
+        if body.algorithm_params is not None:
+            vc["algorithm_params"] = changes["algorithm_params"] = effective_params(
+                vc["algorithm"], {"algorithm_params": body.algorithm_params}, None
+            )
+        if body.layout_stability is not None:
+            vc["layout_stability"] = changes["layout_stability"] = body.layout_stability
+        if vc != cluster["vector_config"]:
+            changes["vector_config"] = vc
     doc = (
         await clusters.update(svc.db, ns=ns, cluster_id=cluster["cluster_id"], fields=changes)
         if changes

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.algorithms import get_algorithm, validate_params
+from core.algorithms import get_algorithm, supported_algorithms, validate_params
 from core.errors import ValidationFailed
 from core.models import ClusteringAlgorithm
 
@@ -101,26 +101,37 @@ def normalise_llm(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
     return cfg
 
 
-def effective_params(algorithm: str, vc: dict[str, Any], field: str) -> dict[str, Any]:
-    """algorithm_params > legacy <algo>_parameters > defaults; foreign keys are ignored."""
+def effective_params(algorithm: str, vc: dict[str, Any], field: str | None) -> dict[str, Any]:
+    """algorithm_params > legacy <algo>_parameters > defaults; foreign keys are ignored.
+    `field` is the config object's name in error messages (None: a top-level algorithm_params)."""
+    where = f"{field}.algorithm_params" if field else "algorithm_params"
     raw = vc.get("algorithm_params")
     if not raw and LEGACY_PARAMS.get(algorithm):
         raw = vc.get(LEGACY_PARAMS[algorithm])
     if raw is not None and not isinstance(raw, dict):
-        raise ValidationFailed(f"{field}.algorithm_params: must be an object")
-    return validate_params(algorithm, raw, field=f"{field}.algorithm_params").model_dump(mode="json")
+        raise ValidationFailed(f"{where}: must be an object")
+    return validate_params(algorithm, raw, field=where).model_dump(mode="json")
+
+
+AUTO_ALGORITHM = "hdbscan"  # `auto`: no k to guess, finds noise, scales to the engine cap
 
 
 def check_algorithm(value: Any, field: str) -> str:
+    """Resolve a vector clustering_method to a registered algorithm (422 naming `field` if none)."""
     valid = {a.value for a in ClusteringAlgorithm}
     if value not in valid:
         raise ValidationFailed(f"{field}: must be one of {sorted(valid)} (got {value!r})")
-    name = "hdbscan" if value == "auto" else str(value)
+    if value == ClusteringAlgorithm.ATTRIBUTE_BASED:
+        raise ValidationFailed(
+            f"{field}: attribute_based clusters use cluster_type 'attribute' with an attribute_config"
+        )
+    name = AUTO_ALGORITHM if value == ClusteringAlgorithm.AUTO else str(value)
     try:
         get_algorithm(name)
     except ValidationFailed as exc:  # name the request's field, not the registry's
+        supported = ", ".join([*supported_algorithms(), "auto", "attribute_based"])
         raise ValidationFailed(
-            f"{field}: '{value}' is not supported yet (supported: kmeans)", code=exc.code
+            f"{field}: '{value}' is not supported yet (supported: {supported})", code=exc.code
         ) from None
     return name
 
@@ -175,4 +186,26 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
         "max_hierarchy_depth": 3,
         "vis_n_components": vis,
         "layout_stability": layout,
+    }
+
+
+def attribute_settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate an attribute_config; returns the stored definition fields of an attribute cluster."""
+    from core.attributes import parse_attribute_config
+
+    ac = parse_attribute_config(raw)
+    config = {
+        "attributes": list(ac.attributes),
+        "hierarchical_grouping": ac.hierarchical_grouping,
+        "aggregation_method": ac.aggregation_method,
+    }
+    return {
+        "cluster_type": "attribute",
+        "algorithm": "attribute_based",
+        "algorithm_params": {},
+        "attribute_config": config,
+        "clustered_attributes": config["attributes"],
+        "hierarchical_grouping": ac.hierarchical_grouping,
+        "aggregation_method": ac.aggregation_method or "most_frequent",
+        "feature_uris": [],
     }

@@ -44,6 +44,9 @@ _METADATA_KEYS = (
     "failure_category",
     "last_run_id",
     "last_execution_task_id",
+    "clustered_attributes",
+    "aggregation_method",
+    "hierarchy_relationships",
     "preprocessing_steps",
     "llm_labeling_errors",
 )
@@ -81,6 +84,8 @@ def cluster_model(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("vector_config"):
         vc = {k: v for k, v in doc["vector_config"].items() if k != "algorithm" and v is not None}
         out["vector_config"] = vc
+    if doc.get("attribute_config"):
+        out["attribute_config"] = {k: v for k, v in doc["attribute_config"].items() if v is not None}
     out["task_id"] = doc.get("last_execution_task_id")
     if doc.get("num_clusters") is not None:
         out["cluster_stats"] = {
@@ -117,7 +122,11 @@ def execution_result(
     for k in ("started_at", "completed_at"):
         if run.get(k) is not None:
             out[k] = iso(run[k])
+    for k in ("params_used", "sampling", "reduction", "hierarchy_relationships"):
+        if run.get(k) is not None:
+            out[k] = run[k]
     for k in (
+        "noise_points",
         "source_documents",
         "vectors_retrieved",
         "vectors_clustered",

@@ -157,3 +157,14 @@ async def iter_vector_batches(
             ids, blobs, skipped = [], [], 0
     if ids or skipped:
         yield ids, decode_many(blobs, dimensions), skipped
+
+
+async def iter_fields(
+    db: Database, *, ns: str, collection_ids: list[str], batch_size: int
+) -> AsyncIterator[dict[str, Any]]:
+    """Documents without their vectors, ascending document_id within each collection."""
+    for cid in collection_ids:
+        q = {"namespace_id": ns, "collection_id": cid}
+        cursor = db.documents.find(q, {"_id": 0, "vectors": 0}).sort("document_id", 1).batch_size(batch_size)
+        async for doc in cursor:
+            yield doc

@@ -1,0 +1,42 @@
+"""What every kind of run shares: fenced progress reporting and seeded sampling."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from core.store import executions
+from worker.runtime import Runtime
+
+
+class Progress:
+    """Writes progress (and the heartbeat) fenced on the run's attempt; remembers a lost fence."""
+
+    def __init__(self, rt: Runtime, run_id: str, attempt: int):
+        self.rt, self.run_id, self.attempt = rt, run_id, attempt
+        self.lost = False
+
+    async def report(self, stage: str, fraction: float) -> None:
+        ok = await executions.report_progress(
+            self.rt.db, run_id=self.run_id, attempt=self.attempt, stage=stage, fraction=fraction
+        )
+        self.lost = self.lost or not ok
+
+    def from_thread(self, stage: str, fraction: float) -> None:
+        """Called by the pipeline in its worker thread; the database lives on the loop."""
+        asyncio.run_coroutine_threadsafe(self.report(stage, fraction), self.rt.loop).result(60)
+
+
+def sample_indices(
+    n: int, requested: int | None, cap: int, seed: int
+) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """Seeded uniform sample without replacement down to min(requested sample_size, the
+    algorithm's cap). Returns (sorted indices or None when all n points are used, a report)."""
+    limit = min(requested or n, cap)
+    if n <= limit:
+        return None, None
+    keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+    reason = "sample_size" if requested and requested <= cap else "algorithm_cap"
+    return keep, {"from": int(n), "to": int(limit), "reason": reason, "cap": int(cap), "seed": int(seed)}
