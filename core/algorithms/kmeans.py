@@ -1,4 +1,14 @@
-"""KMeans (scikit-learn) with the contract's params (§1.5.4)."""
+"""KMeans (scikit-learn) with the contract's params (§1.5.4).
+
+`n_clusters: null` asks for an automatic cluster count: `core.algorithms.auto_k.choose_k` (best
+silhouette over k = 2..min(20, n-1) on a seeded sample of at most 5,000 points, each candidate fitted
+with the request's other params); the final fit uses all points. The run reports
+`used = {"n_clusters": k, "k_selection": {...}}`. A key absent from the request keeps the default 8.
+
+Foreign vocabulary: `algorithm` values of the neighbour-search algorithms of DBSCAN / OPTICS
+(`auto`, `ball_tree`, `kd_tree`, `brute`) are ignored (the default `lloyd` is used) rather than
+rejected — they reach kmeans only through another algorithm's params dict.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +16,12 @@ import warnings
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from core.algorithms import register
+from core.algorithms import Fitted, register
+from core.algorithms.auto_k import choose_k
 from core.errors import RunDataError
 
 
@@ -27,7 +38,7 @@ def _check_n_init(value: Any) -> Any:
 class KMeansParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    n_clusters: int = Field(8, ge=2, le=1000)
+    n_clusters: int | None = Field(8, ge=2, le=1000)  # null: automatic (auto_k.choose_k)
     max_iter: int = Field(300, ge=1, le=10000)
     random_state: int | None = 42
     n_init: Annotated[int | Literal["auto"], BeforeValidator(_check_n_init)] = 10
@@ -37,26 +48,47 @@ class KMeansParams(BaseModel):
     copy_x: bool = True
     algorithm: Literal["lloyd", "elkan"] = "lloyd"
 
+    @field_validator("algorithm", mode="before")
+    @classmethod
+    def _ignore_neighbour_search_algorithm(cls, value: Any) -> Any:
+        # DBSCAN / OPTICS `algorithm` (neighbour search) is another algorithm's vocabulary.
+        if isinstance(value, str) and value in _NEIGHBOUR_SEARCH:
+            return cls.model_fields["algorithm"].default
+        return value
+
+
+_NEIGHBOUR_SEARCH = frozenset({"auto", "ball_tree", "kd_tree", "brute"})
+
 
 @register("kmeans", KMeansParams, max_points=1_000_000)
-def kmeans(X: np.ndarray, p: KMeansParams, seed: int) -> np.ndarray:
+def kmeans(X: np.ndarray, p: KMeansParams, seed: int) -> np.ndarray | Fitted:
     """Fit KMeans on float32 `X`.
 
     Parameters
     ----------
     X : (N, D) array of points.
-    p : validated params; `random_state=None` falls back to `seed` so runs stay reproducible.
+    p : validated params; `random_state=None` falls back to `seed` so runs stay reproducible;
+        `n_clusters=None` chooses k automatically (module docstring).
     seed : run seed.
 
     Returns
     -------
-    int64 labels of shape (N,), values in [0, n_clusters).
+    int64 labels of shape (N,), values in [0, n_clusters); a Fitted reporting the chosen k when
+    `n_clusters` was null.
     """
+    X = np.asarray(X, dtype=np.float32)
     n = X.shape[0]
+    if p.n_clusters is None:
+        k, report = choose_k(X, lambda Xs, k: _fit(Xs, p, k, seed), seed=seed)
+        return Fitted(_fit(X, p, k, seed), used={"n_clusters": k, "k_selection": report})
     if p.n_clusters > n:
         raise RunDataError(f"kmeans n_clusters ({p.n_clusters}) exceeds the number of points ({n})")
+    return _fit(X, p, p.n_clusters, seed)
+
+
+def _fit(X: np.ndarray, p: KMeansParams, n_clusters: int, seed: int) -> np.ndarray:
     model = KMeans(
-        n_clusters=p.n_clusters,
+        n_clusters=n_clusters,
         init=p.init,
         n_init=p.n_init,
         max_iter=p.max_iter,
@@ -70,5 +102,5 @@ def kmeans(X: np.ndarray, p: KMeansParams, seed: int) -> np.ndarray:
         # Fewer distinct points than n_clusters: sklearn still labels every point; the metrics'
         # `degenerate` flag reports the outcome, so the warning adds nothing.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        labels = model.fit_predict(np.asarray(X, dtype=np.float32))
+        labels = model.fit_predict(X)
     return np.asarray(labels, dtype=np.int64)
