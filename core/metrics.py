@@ -28,14 +28,26 @@ def quality_metrics(
     labels = np.asarray(labels)
     clustered = labels != -1
     Xc, lc = X[clustered], labels[clustered]
+    metrics = size_metrics(labels)
+    k, m = int(np.unique(lc).shape[0]), int(lc.shape[0])
+    if 2 <= k <= m - 1:
+        metrics["silhouette_score"] = _silhouette(Xc, lc, sample_size, seed)
+        metrics["davies_bouldin_index"] = _nonneg(_safe(davies_bouldin_score, Xc, lc))
+        metrics["calinski_harabasz_score"] = _nonneg(_safe(calinski_harabasz_score, Xc, lc))
+    return metrics
+
+
+def size_metrics(labels: np.ndarray) -> dict[str, Any]:
+    """The metrics that need only labels (-1 = noise); the score metrics are None here.
+    Attribute runs report exactly these."""
+    labels = np.asarray(labels)
+    lc = labels[labels != -1]
     _, counts = np.unique(lc, return_counts=True)
     n, m, k = int(labels.shape[0]), int(lc.shape[0]), int(counts.shape[0])
-
-    scored = 2 <= k <= m - 1
     metrics: dict[str, Any] = {
-        "silhouette_score": _silhouette(Xc, lc, sample_size, seed) if scored else None,
-        "davies_bouldin_index": _nonneg(_safe(davies_bouldin_score, Xc, lc)) if scored else None,
-        "calinski_harabasz_score": _nonneg(_safe(calinski_harabasz_score, Xc, lc)) if scored else None,
+        "silhouette_score": None,
+        "davies_bouldin_index": None,
+        "calinski_harabasz_score": None,
         "avg_cluster_size": float(m / k) if k else 0.0,
         "noise_ratio": float((n - m) / n) if n else 0.0,
         "cluster_size_entropy": _size_entropy(counts),
