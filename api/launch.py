@@ -42,6 +42,8 @@ def run_config(
         "sample_size": sample_size or vc.get("sample_size"),
         "normalize_features": vc.get("normalize_features", True),
         "centroid_method": vc.get("effective_feature_method", "mean"),
+        # `[{"method": "none"}]` asks for the vectors exactly as stored: no automatic reduction
+        "reduce": not any(s.get("method") == "none" for s in vc.get("preprocessing_steps") or []),
         "seed": int(seed) if isinstance(seed, int) else 42,
         "compute_metrics": True,
         "save_artifacts": True,

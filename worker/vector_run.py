@@ -12,7 +12,7 @@ import numpy as np
 from core import artifacts
 from core.algorithms import get_algorithm, validate_params
 from core.errors import RunDataError
-from core.pipeline import PipelineConfig, PipelineResult, RunCanceled, run_pipeline
+from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, RunCanceled, run_pipeline
 from core.store import collections, documents
 from core.vectors import encode, resolve_vector_name
 from worker.runtime import Runtime
@@ -62,6 +62,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         compute_metrics=bool(cfg.get("compute_metrics", True)),
         metrics_sample_size=rt.settings.metrics_sample_size,
         centroid_method=cfg.get("centroid_method") or "mean",
+        reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
     )
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar

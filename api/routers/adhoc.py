@@ -127,6 +127,7 @@ def _vector_create(body: AdhocRequest, feature: str) -> ClusterCreate:
             "feature_uris": [feature],
             "algorithm_params": cfg.algorithm_params or {},
             "normalize_features": cfg.normalize_features,
+            "preprocessing_steps": cfg.preprocessing_steps or [],
         },
     )
 

@@ -168,6 +168,11 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
     layout = vc.get("layout_stability")
     if layout not in (None, "none", "transform", "align"):
         raise ValidationFailed("vector_config.layout_stability: must be none, transform or align")
+    steps = vc.get("preprocessing_steps") or []
+    if not isinstance(steps, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("method"), str) for s in steps
+    ):
+        raise ValidationFailed("vector_config.preprocessing_steps: must be a list of {method: ...} objects")
     normalize = vc.get("normalize_features", True)
     if not isinstance(normalize, bool):
         raise ValidationFailed("vector_config.normalize_features: must be a boolean")
@@ -186,6 +191,7 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
         "max_hierarchy_depth": 3,
         "vis_n_components": vis,
         "layout_stability": layout,
+        "preprocessing_steps": steps,
     }
 
 

@@ -49,7 +49,13 @@ CASES: dict[str, tuple[dict[str, Any], Any]] = {
 
 
 async def _run(api: Api, algorithm: str, params: dict[str, Any], X: np.ndarray, **vc: Any) -> dict:
-    col, _ = await api.make_collection(name=f"c-{algorithm}", X=X)
+    name = f"c-{algorithm}"
+    existing = await api.client.get(f"/v1/collections/{name}", headers=api.h())
+    col = (
+        existing.json()["collection_id"]
+        if existing.status_code == 200
+        else (await api.make_collection(name=name, X=X))[0]
+    )
     body = {
         "collection_ids": [col],
         "vector_config": {
@@ -142,6 +148,8 @@ async def test_sampling_and_wide_vectors_are_reported(api: Api) -> None:
     assert run["num_points"] == 100 and run["sampling"]["from"] == 120 and run["sampling"]["to"] == 100
     assert run["reduction"] == {"method": "pca", "from": 120, "to": 50}
     assert run["vectors_retrieved"] == 120 and run["source_documents"] == 120
+    raw = await _run(api, "hdbscan", {"min_cluster_size": 10}, X, preprocessing_steps=[{"method": "none"}])
+    assert raw["status"] == "completed" and "reduction" not in raw and raw["num_points"] == 120
 
 
 async def test_median_centroids_and_no_metrics(api: Api) -> None:

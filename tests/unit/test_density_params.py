@@ -36,7 +36,8 @@ def test_automatic_eps_recovers_blobs_and_is_reported():
 
 def test_automatic_bandwidth_is_reported():
     X, _ = make_blobs(300, centers=3, cluster_std=0.5, random_state=1)
-    fitted = get_algorithm("mean_shift").fit(X.astype(np.float32), validate_params("mean_shift", {"bandwidth_quantile": 0.3}), 3)
+    params = validate_params("mean_shift", {"bandwidth_quantile": 0.3})
+    fitted = get_algorithm("mean_shift").fit(X.astype(np.float32), params, 3)
     assert fitted.used["bandwidth"] > 0 and len(set(fitted.labels)) == 3
 
 
