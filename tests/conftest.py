@@ -22,6 +22,18 @@ from core.settings import Settings
 
 ADMIN_KEY = "test-admin-key-0123456789"
 REDIS_URL = "redis://127.0.0.1:6379/15"
+# what the mixpeek SDK sends as algorithm_params for any dict it cannot type (KMeansParams defaults)
+SDK_KMEANS_DEFAULTS = {
+    "n_clusters": 8,
+    "max_iter": 300,
+    "random_state": 42,
+    "n_init": 10,
+    "tol": 1e-4,
+    "init": "k-means++",
+    "verbose": 0,
+    "copy_x": True,
+    "algorithm": "lloyd",
+}
 
 
 def blobs(n_per: int = 40, dims: int = 8, centers: int = 3, seed: int = 0) -> np.ndarray:

@@ -16,8 +16,11 @@ from tests.conftest import ADMIN_KEY, Api, blobs, serve_asgi
 
 pytestmark = pytest.mark.e2e
 
-ADHOC_CONFIG = {"algorithm": "kmeans", "algorithm_params": {"n_clusters": 3},
-                "feature_vector": {"vector_name": "emb"}}
+ADHOC_CONFIG = {
+    "algorithm": "kmeans",
+    "algorithm_params": {"n_clusters": 3},
+    "feature_vector": {"vector_name": "emb"},
+}
 
 
 @pytest.fixture
@@ -51,8 +54,9 @@ async def make_namespace(api: Api, name: str) -> str:
 
 
 async def make_key(api: Api, name: str, namespaces: list[str]) -> dict[str, Any]:
-    r = await api.client.post("/v1/api-keys", json={"name": name, "namespaces": namespaces},
-                              headers=bearer(ADMIN_KEY))
+    r = await api.client.post(
+        "/v1/api-keys", json={"name": name, "namespaces": namespaces}, headers=bearer(ADMIN_KEY)
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["key"] and body["key_id"] and body["admin"] is False
@@ -81,9 +85,15 @@ async def test_bad_credentials_all_get_the_same_401(quick: Api) -> None:
         "admin key with a typo": bearer(ADMIN_KEY + "x"),
         "revoked key": bearer(key["key"]),
     }
-    routes = [("GET", "/v1/collections"), ("GET", "/v1/clusters"), ("POST", "/v1/clusters/execute"),
-              ("GET", "/v1/tasks/task_00000000000000000000000000000000"), ("GET", "/v1/namespaces"),
-              ("POST", "/v1/api-keys"), ("POST", "/v1/namespaces/team-a/documents/upsert")]
+    routes = [
+        ("GET", "/v1/collections"),
+        ("GET", "/v1/clusters"),
+        ("POST", "/v1/clusters/execute"),
+        ("GET", "/v1/tasks/task_00000000000000000000000000000000"),
+        ("GET", "/v1/namespaces"),
+        ("POST", "/v1/api-keys"),
+        ("POST", "/v1/namespaces/team-a/documents/upsert"),
+    ]
     bodies = set()
     for label, headers in variants.items():
         for method, path in routes:
@@ -108,11 +118,18 @@ async def test_bad_credentials_all_get_the_same_401(quick: Api) -> None:
 
 async def test_missing_namespace_header_is_400_namespace_required(quick: Api) -> None:
     c = quick.client
-    routes = [("GET", "/v1/clusters"), ("POST", "/v1/clusters"), ("POST", "/v1/clusters/list"),
-              ("POST", "/v1/clusters/execute"), ("GET", "/v1/clusters/clust_0000000000"),
-              ("GET", "/v1/collections"), ("POST", "/v1/collections"), ("POST", "/v1/collections/list"),
-              ("GET", "/v1/collections/col_0000000000"),
-              ("GET", "/v1/collections/col_0000000000/documents/count")]
+    routes = [
+        ("GET", "/v1/clusters"),
+        ("POST", "/v1/clusters"),
+        ("POST", "/v1/clusters/list"),
+        ("POST", "/v1/clusters/execute"),
+        ("GET", "/v1/clusters/clust_0000000000"),
+        ("GET", "/v1/collections"),
+        ("POST", "/v1/collections"),
+        ("POST", "/v1/collections/list"),
+        ("GET", "/v1/collections/col_0000000000"),
+        ("GET", "/v1/collections/col_0000000000/documents/count"),
+    ]
     for method, path in routes:
         for headers in (bearer(ADMIN_KEY), {**bearer(ADMIN_KEY), "X-Namespace": "   "}):
             r = await c.request(method, path, headers=headers, json={})
@@ -147,23 +164,35 @@ async def test_scoped_key_is_confined_to_its_namespace(quick: Api) -> None:
 
     # another namespace, by name and by id: 403 forbidden on every namespaced route
     for ident in ("scope-b", ns_b):
-        for method, path in [("GET", "/v1/collections"), ("POST", "/v1/collections"), ("GET", "/v1/clusters"),
-                             ("POST", "/v1/clusters/list"), ("POST", "/v1/clusters/execute")]:
+        for method, path in [
+            ("GET", "/v1/collections"),
+            ("POST", "/v1/collections"),
+            ("GET", "/v1/clusters"),
+            ("POST", "/v1/clusters/list"),
+            ("POST", "/v1/clusters/execute"),
+        ]:
             r = await c.request(method, path, headers=quick.h(ident, k), json={"collection_name": "theirs"})
             assert_error(r, 403, "forbidden", code="forbidden")
-        r = await c.post(f"/v1/namespaces/{ident}/documents/upsert", headers=bearer(k),
-                         json={"collection_id": "anything", "documents": [{"document_id": "x"}]})
+        r = await c.post(
+            f"/v1/namespaces/{ident}/documents/upsert",
+            headers=bearer(k),
+            json={"collection_id": "anything", "documents": [{"document_id": "x"}]},
+        )
         assert_error(r, 403, "forbidden", code="forbidden")
     r = await c.get("/v1/collections", headers=quick.h("scope-b"))
     assert r.json()["results"] == [], "the forbidden create wrote into B"
 
     # namespace and key management is for admin keys only
     for method, path, body in [
-        ("GET", "/v1/namespaces", None), ("POST", "/v1/namespaces", {"namespace_name": "sneaky"}),
-        ("GET", f"/v1/namespaces/{ns_a}", None), ("DELETE", f"/v1/namespaces/{ns_a}", None),
+        ("GET", "/v1/namespaces", None),
+        ("POST", "/v1/namespaces", {"namespace_name": "sneaky"}),
+        ("GET", f"/v1/namespaces/{ns_a}", None),
+        ("DELETE", f"/v1/namespaces/{ns_a}", None),
         ("DELETE", f"/v1/namespaces/{ns_b}", None),
-        ("GET", "/v1/api-keys", None), ("POST", "/v1/api-keys", {"name": "escalate", "namespaces": ["*"]}),
-        ("GET", f"/v1/api-keys/{key['key_id']}", None), ("DELETE", f"/v1/api-keys/{key['key_id']}", None),
+        ("GET", "/v1/api-keys", None),
+        ("POST", "/v1/api-keys", {"name": "escalate", "namespaces": ["*"]}),
+        ("GET", f"/v1/api-keys/{key['key_id']}", None),
+        ("DELETE", f"/v1/api-keys/{key['key_id']}", None),
     ]:
         r = await c.request(method, path, headers=bearer(k), json=body)
         assert_error(r, 403, "forbidden", code="forbidden")
@@ -178,16 +207,20 @@ async def test_scoped_key_is_confined_to_its_namespace(quick: Api) -> None:
     for method, path in [("GET", "/v1/collections"), ("POST", "/v1/collections")]:
         r = await c.request(method, path, headers=quick.h("brand-new-ns", k), json={"collection_name": "x1x"})
         assert_error(r, 403, "forbidden", code="forbidden")
-    r = await c.post("/v1/namespaces/brand-new-ns/documents/upsert", headers=bearer(k),
-                     json={"collection_id": "x1x", "documents": [{"document_id": "x"}]})
+    r = await c.post(
+        "/v1/namespaces/brand-new-ns/documents/upsert",
+        headers=bearer(k),
+        json={"collection_id": "x1x", "documents": [{"document_id": "x"}]},
+    )
     assert_error(r, 403, "forbidden", code="forbidden")
     assert_error(await c.get("/v1/namespaces/brand-new-ns", headers=bearer(ADMIN_KEY)), 404, "not_found")
     after = (await c.get(listing, headers=bearer(ADMIN_KEY))).json()["total_count"]
     assert after == before == 2
 
     # a key for unknown namespaces cannot be made
-    r = await c.post("/v1/api-keys", json={"name": "bad", "namespaces": ["no-such-ns"]},
-                     headers=bearer(ADMIN_KEY))
+    r = await c.post(
+        "/v1/api-keys", json={"name": "bad", "namespaces": ["no-such-ns"]}, headers=bearer(ADMIN_KEY)
+    )
     body = assert_error(r, 422, "validation_error")
     assert "namespaces[0]" in body["error"]["message"]
 
@@ -205,13 +238,24 @@ async def _populate(api: Api, ns: str, *, prefix: str) -> dict[str, Any]:
     task_id = r.json()["task_id"]
     run = await api.wait_run(cid, r.json()["additional_data"]["run_id"], ns=ns)
     assert run["status"] == "completed", run
-    r = await api.client.post("/v1/clusters/execute", headers=api.h(ns), json={
-        "collection_ids": [col], "config": ADHOC_CONFIG, "save_artifacts": True})
+    r = await api.client.post(
+        "/v1/clusters/execute",
+        headers=api.h(ns),
+        json={"collection_ids": [col], "config": ADHOC_CONFIG, "save_artifacts": True},
+    )
     assert r.status_code == 200 and r.json()["status"] == "completed", r.text
     adhoc = r.json()
-    return {"col": col, "n": len(X), "cluster": cid, "run": run["run_id"], "task": task_id,
-            "members_key": run["members_key"], "adhoc_cluster": adhoc["cluster_id"],
-            "adhoc_run": adhoc["run_id"], "doc": f"{prefix}00000"}
+    return {
+        "col": col,
+        "n": len(X),
+        "cluster": cid,
+        "run": run["run_id"],
+        "task": task_id,
+        "members_key": run["members_key"],
+        "adhoc_cluster": adhoc["cluster_id"],
+        "adhoc_run": adhoc["run_id"],
+        "doc": f"{prefix}00000",
+    }
 
 
 async def test_namespace_data_is_invisible_from_another_namespace(api: Api) -> None:
@@ -256,8 +300,18 @@ async def test_namespace_data_is_invisible_from_another_namespace(api: Api) -> N
         ("GET", f"/v1/clusters/{b['cluster']}/executions/{run}", None),
         # A's collection used as input from B
         ("POST", "/v1/clusters/execute", {"collection_ids": [col], "config": ADHOC_CONFIG}),
-        ("POST", "/v1/clusters", {"collection_ids": [col], "vector_config": {
-            "clustering_method": "kmeans", "feature_uris": ["emb"], "algorithm_params": {"n_clusters": 3}}}),
+        (
+            "POST",
+            "/v1/clusters",
+            {
+                "collection_ids": [col],
+                "vector_config": {
+                    "clustering_method": "kmeans",
+                    "feature_uris": ["emb"],
+                    "algorithm_params": {"n_clusters": 3},
+                },
+            },
+        ),
     ]
     for key in (ADMIN_KEY, key_b):
         for method, path, body in probes:
@@ -265,8 +319,11 @@ async def test_namespace_data_is_invisible_from_another_namespace(api: Api) -> N
             assert_error(r, 404, "not_found")
         # BYO upsert naming namespace B in the path, A's collection id in the body
         for ns_in_path in ("iso-b", ns_b):
-            r = await c.post(f"/v1/namespaces/{ns_in_path}/documents/upsert", headers=bearer(key),
-                             json={"collection_id": col, "documents": [{**doc_body, "document_id": doc}]})
+            r = await c.post(
+                f"/v1/namespaces/{ns_in_path}/documents/upsert",
+                headers=bearer(key),
+                json={"collection_id": col, "documents": [{**doc_body, "document_id": doc}]},
+            )
             assert_error(r, 404, "not_found")
 
     # a task of A's run is invisible to B's scoped key, visible to A's and to the admin key
@@ -278,12 +335,16 @@ async def test_namespace_data_is_invisible_from_another_namespace(api: Api) -> N
     assert_error(await c.get(f"/v1/tasks/{b['task']}", headers=bearer(key_a)), 404, "not_found")
 
     # B's lists never mention anything of A
-    lists = [("GET", "/v1/collections?limit=100", None), ("POST", "/v1/collections/list", {"limit": 100}),
-             ("GET", "/v1/clusters?limit=100", None), ("POST", "/v1/clusters/list", {"limit": 100}),
-             ("GET", f"/v1/collections/{b['col']}/documents?limit=1000", None),
-             ("POST", f"/v1/collections/{b['col']}/documents/list", {"limit": 1000}),
-             ("GET", f"/v1/clusters/{b['cluster']}/executions", None),
-             ("POST", f"/v1/clusters/{b['cluster']}/executions/list", {"limit": 100})]
+    lists = [
+        ("GET", "/v1/collections?limit=100", None),
+        ("POST", "/v1/collections/list", {"limit": 100}),
+        ("GET", "/v1/clusters?limit=100", None),
+        ("POST", "/v1/clusters/list", {"limit": 100}),
+        ("GET", f"/v1/collections/{b['col']}/documents?limit=1000", None),
+        ("POST", f"/v1/collections/{b['col']}/documents/list", {"limit": 1000}),
+        ("GET", f"/v1/clusters/{b['cluster']}/executions", None),
+        ("POST", f"/v1/clusters/{b['cluster']}/executions/list", {"limit": 100}),
+    ]
     for key in (ADMIN_KEY, key_b):
         for method, path, body in lists:
             r = await c.request(method, path, headers=api.h("iso-b", key), json=body)
@@ -333,8 +394,10 @@ async def test_api_keys_are_stored_hashed_and_revocable(quick: Api) -> None:
         assert k not in text and ADMIN_KEY not in text, d
         assert len(d["key_hash"]) == 64
     # listing and reading keys never shows secrets or hashes
-    for r in (await c.get("/v1/api-keys", headers=bearer(ADMIN_KEY)),
-              await c.get(f"/v1/api-keys/{created['key_id']}", headers=bearer(ADMIN_KEY))):
+    for r in (
+        await c.get("/v1/api-keys", headers=bearer(ADMIN_KEY)),
+        await c.get(f"/v1/api-keys/{created['key_id']}", headers=bearer(ADMIN_KEY)),
+    ):
         assert r.status_code == 200
         assert k not in r.text and "key_hash" not in r.text and ADMIN_KEY not in r.text
         for d in stored:

@@ -20,12 +20,24 @@ async def _processing_run(api: Api, cluster_id: str, *, attempts: int, silent_fo
     template = await svc.db.cluster_executions.find_one({"cluster_id": cluster_id}, {"_id": 0})
     run_id = new_run_id()
     beat = utcnow() - timedelta(seconds=silent_for)
-    await svc.db.cluster_executions.insert_one({
-        "run_id": run_id, "task_id": new_task_id(), "namespace_id": template["namespace_id"],
-        "cluster_id": cluster_id, "mode": "full", "config": template["config"], "status": "processing",
-        "num_clusters": 0, "num_points": 0, "attempts": attempts, "created_at": beat, "started_at": beat,
-        "heartbeat_at": beat, "progress": {"stage": "fit", "fraction": 0.5},
-    })
+    await svc.db.cluster_executions.insert_one(
+        {
+            "run_id": run_id,
+            "task_id": new_task_id(),
+            "namespace_id": template["namespace_id"],
+            "cluster_id": cluster_id,
+            "mode": "full",
+            "config": template["config"],
+            "status": "processing",
+            "num_clusters": 0,
+            "num_points": 0,
+            "attempts": attempts,
+            "created_at": beat,
+            "started_at": beat,
+            "heartbeat_at": beat,
+            "progress": {"stage": "fit", "fraction": 0.5},
+        }
+    )
     await svc.db.clusters.update_one({"cluster_id": cluster_id}, {"$set": {"last_run_id": run_id}})
     return run_id
 

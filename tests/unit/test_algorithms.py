@@ -7,6 +7,7 @@ from sklearn.metrics import adjusted_rand_score
 from core.algorithms import get_algorithm, supported_algorithms, validate_params
 from core.algorithms.kmeans import KMeansParams
 from core.errors import RunDataError, ValidationFailed
+from tests.conftest import SDK_KMEANS_DEFAULTS
 
 
 def blobs(n=300, centers=4, seed=0):
@@ -59,22 +60,13 @@ def test_fit_rejects_wrong_params_type():
 def test_defaults():
     p = validate_params("kmeans", None)
     assert p == KMeansParams()
-    assert p.model_dump() == {
-        "n_clusters": 8,
-        "max_iter": 300,
-        "random_state": 42,
-        "n_init": 10,
-        "tol": 1e-4,
-        "init": "k-means++",
-        "verbose": 0,
-        "copy_x": True,
-        "algorithm": "lloyd",
-    }
+    assert p.model_dump() == SDK_KMEANS_DEFAULTS  # the SDK serialises exactly these defaults
 
 
 def test_foreign_keys_ignored_and_none_kept_only_where_nullable():
-    p = validate_params("kmeans", {"n_clusters": 3, "eps": 0.3, "min_cluster_size": 1, "random_state": None,
-                                   "max_iter": None})
+    p = validate_params(
+        "kmeans", {"n_clusters": 3, "eps": 0.3, "min_cluster_size": 1, "random_state": None, "max_iter": None}
+    )
     assert p.n_clusters == 3
     assert p.random_state is None  # nullable: the run seed is used
     assert p.max_iter == 300  # not nullable: None means the default

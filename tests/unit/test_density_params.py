@@ -10,18 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from core.algorithms import get_algorithm, validate_params
 from core.errors import ValidationFailed
 from core.pipeline import PipelineConfig, run_pipeline
-
-SDK_KMEANS_DEFAULTS = {
-    "n_clusters": 8,
-    "max_iter": 300,
-    "random_state": 42,
-    "n_init": 10,
-    "tol": 1e-4,
-    "init": "k-means++",
-    "verbose": 0,
-    "copy_x": True,
-    "algorithm": "lloyd",
-}
+from tests.conftest import SDK_KMEANS_DEFAULTS
 
 
 def test_automatic_eps_recovers_blobs_and_is_reported():
