@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import numpy as np
-from core.attributes import AttributeGrouping, group, parse_attribute_config, value_of
 
 from core import artifacts
+from core.attributes import AttributeGrouping, group, parse_attribute_config, value_of
 from core.errors import RunDataError
 from core.store import documents
 from worker.runtime import Runtime
