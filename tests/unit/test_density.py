@@ -25,6 +25,7 @@ from core.algorithms.density import (
 )
 from core.errors import RunDataError, ValidationFailed
 from core.pipeline import PipelineConfig, run_pipeline
+from tests.conftest import SDK_KMEANS_DEFAULTS
 
 DENSITY = ["dbscan", "hdbscan", "optics", "mean_shift"]
 SEED = 7
@@ -33,19 +34,6 @@ IRIS = load_iris().data.astype(np.float32)
 WINE = StandardScaler().fit_transform(load_wine().data).astype(np.float32)
 MOONS = make_moons(300, noise=0.05, random_state=0)[0].astype(np.float32)
 DATA = {"iris": IRIS, "wine": WINE, "moons": MOONS}
-
-# What the SDK sends when a plain dict deserialises as KMeansParams (sdk-pitfalls 17).
-SDK_KMEANS_DEFAULTS = {
-    "n_clusters": 8,
-    "max_iter": 300,
-    "random_state": 42,
-    "n_init": 10,
-    "tol": 1e-4,
-    "init": "k-means++",
-    "verbose": 0,
-    "copy_x": True,
-    "algorithm": "lloyd",
-}
 
 
 def fit(name, X, raw, seed=SEED):
