@@ -73,7 +73,7 @@ SEPARATOR = f"[{_SEP_CLASS}]"
 _WORDS_RE = re.compile(f"{WORD_CHAR}+")
 START = "^"
 END = r"(?![\s\S])"  # end of string; `$` would also match before a final newline
-_NOT_PORTABLE = re.compile(r"\\[uUNZ]|\(\?[a-zA-Z]*[auL][a-zA-Z]*[:)]")
+_FLAGS_GROUP = re.compile(r"\(\?([a-zA-Z]*)[-:)]")
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -201,9 +201,25 @@ def _check_regex(pattern: str, path: str) -> str:
         re.compile(pattern)
     except (re.error, OverflowError, RecursionError) as exc:
         raise fail(path, f"invalid regex: {exc}") from None
-    if _NOT_PORTABLE.search(pattern):
+    if _python_only(pattern):
         raise fail(path, r"regex uses Python-only syntax (\u, \U, \N, \Z or the a/u/L flags)")
     return pattern
+
+
+def _python_only(pattern: str) -> bool:
+    """Syntax Python's `re` reads but PCRE rejects or reads otherwise: \\u \\U \\N \\Z, flags a u L."""
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            if pattern[i + 1 : i + 2] in ("u", "U", "N", "Z"):
+                return True
+            i += 2
+            continue
+        m = _FLAGS_GROUP.match(pattern, i)
+        if m and set(m.group(1)) & {"a", "u", "L"}:
+            return True
+        i += 1
+    return False
 
 
 # ---- translation ----------------------------------------------------------------------------
