@@ -5,6 +5,13 @@
 
 Errors are `InvalidFilter` (HTTP 400) whose message starts with the offending path in the request,
 e.g. `filters.AND[1].operator: 'foo' is not a known operator (valid: eq, ne, ...)`.
+
+Where the contract leaves room (tests/filter_oracle.py states the same as a reference evaluator):
+eq/in with null mean missing-or-null; declared fields are typed (a number field takes numbers, a
+bool field booleans, string fields strings, datetime fields ISO-8601 or epoch seconds, compared at
+BSON's millisecond precision); ordering of strings is by code point and case-sensitive; text,
+phrase and words are always case-insensitive; a `regex` value runs on MongoDB's PCRE, where
+\w \d \b are ASCII.
 """
 
 from __future__ import annotations

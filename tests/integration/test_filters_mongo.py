@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import bson
 import mongomock
 import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 from core.filters import CLUSTER_SCHEMA, Kind, Op, Schema, compile_filter
+from tests.filter_checks import check_portable
 from tests.filter_oracle import oracle_select
 from tests.pcre2 import PCRE2, pcre_search
 
@@ -144,60 +144,6 @@ def all_strings(doc: Any) -> Iterator[str]:
 STRINGS = sorted({s for r in RECORDS for s in all_strings(r)})
 
 
-# ---- portability of the emitted query -----------------------------------------------------------
-
-FIELD_OPS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$regex", "$options", "$exists"}
-FIELD_OPS |= {"$not", "$type", "$elemMatch"}
-SCALARS = (str, int, float, bool, type(None), datetime)
-_checked: set[tuple[str, bool]] = set()
-
-
-def check_regex(pattern: str, ci: bool) -> None:
-    assert isinstance(pattern, str) and "\x00" not in pattern
-    compiled = re.compile(pattern, re.IGNORECASE if ci else 0)
-    if PCRE2 is None or (pattern, ci) in _checked:
-        return
-    _checked.add((pattern, ci))
-    for s in STRINGS:
-        assert pcre_search(pattern, s, caseless=ci) == bool(compiled.search(s)), (pattern, ci, s)
-
-
-def check_field_expr(expr: Any) -> None:
-    if not isinstance(expr, dict):
-        assert isinstance(expr, SCALARS), expr
-        return
-    assert expr and set(expr) <= FIELD_OPS, expr
-    for op, x in expr.items():
-        if op == "$regex":
-            assert expr.get("$options", "") in ("", "i")
-            check_regex(x, expr.get("$options") == "i")
-        elif op == "$options":
-            assert "$regex" in expr
-        elif op in ("$in", "$nin"):
-            assert isinstance(x, list) and all(isinstance(v, SCALARS) for v in x)
-        elif op == "$not":
-            assert x == {"$type": "array"}  # never $not around a $regex
-        elif op == "$elemMatch":
-            assert isinstance(x, dict)
-            check_field_expr(x)
-        elif op == "$exists":
-            assert isinstance(x, bool)
-        else:
-            assert isinstance(x, SCALARS), (op, x)
-
-
-def check_portable(q: dict[str, Any]) -> None:
-    assert isinstance(q, dict)
-    for k, v in q.items():
-        if k.startswith("$"):
-            assert k in ("$and", "$or", "$nor") and isinstance(v, list) and v, (k, v)
-            for sub in v:
-                check_portable(sub)
-        else:
-            assert not any(seg.startswith("$") for seg in k.split(".")), k
-            check_field_expr(v)
-
-
 # ---- running both ----------------------------------------------------------------------------
 
 
@@ -215,8 +161,7 @@ def coll(shared: mongomock.MongoClient) -> Any:
 
 async def check(coll: Any, flt: dict[str, Any], records: list[dict[str, Any]] = RECORDS) -> int:
     q = compile_filter(flt, schema=SCHEMA)
-    check_portable(q)
-    bson.encode(q)
+    check_portable(q, subjects=STRINGS)
     got = sorted([d["rid"] async for d in coll.find(q, {"_id": 0, "rid": 1})])
     want = [r["rid"] for r in oracle_select(records, flt, datetime_fields=DT_FIELDS, aliases=SCHEMA.aliases)]
     assert got == want, f"filter={flt!r}\nquery={q!r}\nonly mongo={set(got) - set(want)}\n" + (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,7 @@ from core.filters import (
     parse_filter,
     to_mongo,
 )
+from tests.filter_checks import check_portable
 
 SCHEMA = Schema(
     resource="things",
@@ -636,3 +639,46 @@ def test_where_prefixes_every_message() -> None:
         "body.filters.AND[0].operator:"
     )
     assert err({"nope": 1}, where="filters[2]").message.startswith("filters[2].nope: unknown field")
+
+
+# ---- hostile input never escapes as anything but InvalidFilter ----------------------------------
+
+HOSTILE = [
+    None, True, 0, -1, 2**63, -(2**63) - 1, 1.5, math.nan, math.inf, "", "x", "$where", "$ne", "a" * 2000,
+    "\ud800", "a\x00b", "(", "^.*$", "2025-01-15T10:30:00Z", [], [1, "a", None], [{"$gt": 1}], {},
+    {"$gt": 1}, {"$where": "1"}, {"type": "dynamic", "field": "x"}, {"AND": []}, {"field": "n"},
+    [[1]], {"OR": [{"$or": 1}]}, "eq", "regex", "geo_radius", "AND", "NOT",
+]  # fmt: skip
+KEYS = ["AND", "OR", "NOT", "and", "field", "operator", "value", "case_sensitive", "n", "name", "status",
+        "created_at", "flag", "metadata.x", "$where", "a..b", "secret", "nope", "count"]  # fmt: skip
+OPS = [op.value for op in Op] + ["geo_radius", "EQ", "foo", None, 1]
+
+
+def _hostile(rng: random.Random, depth: int = 0) -> Any:
+    x = rng.random()
+    if depth < 4 and x < 0.3:
+        return {rng.choice(KEYS): _hostile(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+    if depth < 4 and x < 0.45:
+        return [_hostile(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if depth < 4 and x < 0.75:
+        cond: dict[str, Any] = {"field": rng.choice(KEYS), "operator": rng.choice(OPS)}
+        if rng.random() < 0.8:
+            cond["value"] = _hostile(rng, depth + 1) if rng.random() < 0.3 else rng.choice(HOSTILE)
+        return cond
+    return rng.choice(HOSTILE)
+
+
+@pytest.mark.parametrize("schema", [SCHEMA, CLUSTER_SCHEMA, EXECUTION_SCHEMA, DOCUMENT_SCHEMA])
+def test_fuzz_only_invalid_filter_or_a_portable_query(schema: Schema) -> None:
+    rng = random.Random(schema.resource)
+    accepted = 0
+    for _ in range(1500):
+        raw = _hostile(rng)
+        try:
+            query = compile_filter(raw, schema=schema)
+        except InvalidFilter as e:
+            assert e.message.startswith("filters") and e.code in ("invalid_filter", "operator_not_supported")
+            continue
+        check_portable(query)
+        accepted += 1
+    assert accepted > 50  # the fuzz reaches the translator, not just the first check
