@@ -10,8 +10,8 @@ Where the contract leaves room (tests/filter_oracle.py states the same as a refe
 eq/in with null mean missing-or-null; declared fields are typed (a number field takes numbers, a
 bool field booleans, string fields strings, datetime fields ISO-8601 or epoch seconds, compared at
 BSON's millisecond precision); ordering of strings is by code point and case-sensitive; text,
-phrase and words are always case-insensitive; a `regex` value runs on MongoDB's PCRE, where
-\w \d \b are ASCII.
+phrase and words are always case-insensitive; a `regex` value runs on MongoDB's PCRE, whose word,
+digit and boundary classes are ASCII-only.
 """
 
 from __future__ import annotations
