@@ -26,6 +26,7 @@ def run_config(
             "attribute_config": cluster["attribute_config"],
             "collection_ids": cluster["input_collections"],
             "sample_size": sample_size or cluster.get("sample_size"),
+            "filters": cluster.get("filters") or {},
             "seed": 42,
             "compute_metrics": True,
             "save_artifacts": True,
@@ -40,6 +41,7 @@ def run_config(
         "collection_ids": cluster["input_collections"],
         "feature_name": vc["feature_uris"][0],
         "sample_size": sample_size or vc.get("sample_size"),
+        "filters": cluster.get("filters") or {},
         "normalize_features": vc.get("normalize_features", True),
         "centroid_method": vc.get("effective_feature_method", "mean"),
         # `[{"method": "none"}]` asks for the vectors exactly as stored: no automatic reduction

@@ -42,7 +42,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         offset = json.loads(raw)["o"]
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= 10**7:
             raise ValueError
         return offset
     except Exception:
@@ -61,10 +61,12 @@ def make_page(
     size = 10 if size is None else size
     if not 1 <= size <= 1000:
         raise ValidationFailed(f"limit: must be between 1 and 1000 (got {size})")
+    if offset is None and cursor:
+        # a cursor may walk past the 10,000 cap of an explicit offset: the cap is the contract's
+        # guard on hand-written offsets, not a limit on how far a client can page
+        return Page(limit=size, offset=decode_cursor(cursor), include_total=include_total)
     if offset is None:
-        if cursor:
-            offset = decode_cursor(cursor)
-        elif page is not None:
+        if page is not None:
             if page < 1:
                 raise ValidationFailed(f"page: must be at least 1 (got {page})")
             offset = (page - 1) * size
@@ -73,6 +75,23 @@ def make_page(
     if not 0 <= offset <= 10000:
         raise ValidationFailed(f"offset: must be between 0 and 10000 (got {offset})")
     return Page(limit=size, offset=offset, include_total=include_total)
+
+
+def merge_body(page: Page, body: Any) -> Page:
+    """POST list routes: pagination keys in the body win over the query's (api.schemas.lists.ListBody)."""
+    if body is None:
+        return page
+    include_total = bool(body.include_total) or page.include_total
+    if not body.paginates():
+        return Page(limit=page.limit, offset=page.offset, include_total=include_total)
+    return make_page(
+        body.limit,
+        body.page_size,
+        body.offset,
+        body.page,
+        body.cursor or body.next_cursor or body.after,
+        include_total,
+    )
 
 
 def page_query(

@@ -13,7 +13,7 @@ from core.attributes import AttributeGrouping, group, parse_attribute_config, va
 from core.errors import RunDataError
 from core.store import documents
 from worker.runtime import Runtime
-from worker.stages import Progress, sample_indices
+from worker.stages import Progress, document_filter, sample_indices
 
 MAX_POINTS = 1_000_000  # grouping is linear; the cap only bounds memory
 REPRESENTATIVES = 5
@@ -26,14 +26,16 @@ async def run_attribute(
     ac = parse_attribute_config(cfg["attribute_config"])
     await progress.report("pulling", 0.02)
     ids, cols, values = [], [], []
+    match = document_filter(cfg)
     total = await documents.count_matching(
-        rt.db, ns=run["namespace_id"], collection_ids=cfg["collection_ids"]
+        rt.db, ns=run["namespace_id"], collection_ids=cfg["collection_ids"], match=match
     )
     async for doc in documents.iter_fields(
         rt.db,
         ns=run["namespace_id"],
         collection_ids=cfg["collection_ids"],
         batch_size=rt.settings.pull_batch_size,
+        match=match,
     ):
         ids.append(doc["document_id"])
         cols.append(doc["collection_id"])
@@ -41,7 +43,8 @@ async def run_attribute(
         if len(ids) % rt.settings.pull_batch_size == 0:
             await progress.report("pulling", 0.02 + 0.5 * len(ids) / max(1, total))
     if not ids:
-        raise RunDataError("no documents to group: the collections are empty")
+        scope = "no document matches the filters" if cfg.get("filters") else "the collections are empty"
+        raise RunDataError(f"no documents to group: {scope}")
     doc_ids, col_ids = np.asarray(ids, dtype=object), np.asarray(cols, dtype=object)
     keep, sampling = sample_indices(len(ids), cfg.get("sample_size"), MAX_POINTS, int(cfg["seed"]))
     if keep is not None:

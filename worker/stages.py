@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import ClusterdError, RunDataError
 from core.store import executions
 from worker.runtime import Runtime
 
@@ -40,3 +41,14 @@ def sample_indices(
     keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
     reason = "sample_size" if requested and requested <= cap else "algorithm_cap"
     return keep, {"from": int(n), "to": int(limit), "reason": reason, "cap": int(cap), "seed": int(seed)}
+
+
+def document_filter(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run's document pre-filter as a MongoDB query ({} for none). The API validated it when
+    it was stored; a filter that no longer compiles fails the run as a validation error."""
+    from core.filters import DOCUMENT_SCHEMA, compile_filter
+
+    try:
+        return compile_filter(cfg.get("filters"), schema=DOCUMENT_SCHEMA, where="filters")
+    except ClusterdError as exc:
+        raise RunDataError(exc.message) from None

@@ -16,7 +16,7 @@ from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, RunCance
 from core.store import collections, documents
 from core.vectors import encode, resolve_vector_name
 from worker.runtime import Runtime
-from worker.stages import Progress, sample_indices
+from worker.stages import Progress, document_filter, sample_indices
 
 REPRESENTATIVES = 5
 
@@ -43,8 +43,9 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
     col_ids = np.asarray(pulled.collection_ids, dtype=object)
     retrieved = X.shape[0]
     if retrieved == 0:
+        scope = "matching the filters " if cfg.get("filters") else ""
         raise RunDataError(
-            f"no usable vectors: none of the {pulled.source_documents} documents has vector "
+            f"no usable vectors: none of the {pulled.source_documents} documents {scope}has vector "
             f"'{cfg['feature_name']}'"
         )
     order = np.lexsort((col_ids.astype(str), doc_ids.astype(str)))  # ascending document_id
@@ -99,7 +100,10 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
     cfg = run["config"]
     ns = run["namespace_id"]
     out = Pulled()
-    out.source_documents = await documents.count_matching(rt.db, ns=ns, collection_ids=cfg["collection_ids"])
+    match = document_filter(cfg)
+    out.source_documents = await documents.count_matching(
+        rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match
+    )
     seen = 0
     for cid in cfg["collection_ids"]:
         col = await collections.find(rt.db, ns=ns, ident=cid)
@@ -123,6 +127,7 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
             vector_name=name,
             dimensions=dims,
             batch_size=rt.settings.pull_batch_size,
+            match=match,
         ):
             out.document_ids.extend(ids)
             out.collection_ids.extend([cid] * len(ids))

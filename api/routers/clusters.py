@@ -8,18 +8,20 @@ from fastapi import APIRouter, Body, Query
 
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep
 from api.launch import launch_run, run_config
-from api.pagination import PageDep, make_page
+from api.listings import cluster_list, run_list
+from api.pagination import PageDep
 from api.purge import purge_cluster
 from api.schemas.clusters import (
     ClusterCreate,
     ClusterPatch,
     ExecuteById,
     attribute_settings,
+    check_document_filters,
     effective_params,
     normalise_llm,
-    reject_filters,
     vector_settings,
 )
+from api.schemas.lists import ListBody
 from api.schemas.runs import cluster_metadata, cluster_model, execution_result, task_response
 from core.errors import NotFound, ValidationFailed
 from core.ids import default_cluster_name, new_cluster_id
@@ -28,19 +30,6 @@ from core.store import clusters, collections, executions, namespaces
 from core.timeutil import utcnow
 
 router = APIRouter()
-
-
-def _page_from_body(page: Any, body: dict[str, Any] | None) -> Any:
-    if body and any(body.get(k) is not None for k in ("limit", "page_size", "offset", "page", "cursor")):
-        return make_page(
-            body.get("limit"),
-            body.get("page_size"),
-            body.get("offset"),
-            body.get("page"),
-            body.get("cursor"),
-            bool(body.get("include_total")) or page.include_total,
-        )
-    return page
 
 
 async def build_cluster_doc(
@@ -55,7 +44,7 @@ async def build_cluster_doc(
     ctype = body.cluster_type or (
         "attribute" if body.attribute_config and not body.vector_config else "vector"
     )
-    reject_filters(body.filters, "filters")
+    check_document_filters(body.filters, "filters")
     if ctype == "attribute":
         if not body.attribute_config:
             raise ValidationFailed("attribute_config: required for an attribute cluster")
@@ -113,41 +102,18 @@ async def create_cluster(
     return cluster_metadata(await clusters.create(svc.db, doc=doc))
 
 
-async def _list(svc: Any, ns: str, page: Any, search: str | None) -> dict[str, Any]:
-    docs, total, light = await clusters.list_page(
-        svc.db, ns=ns, search=search, offset=page.offset, limit=page.limit
-    )
-    by_status: dict[str, int] = {}
-    for d in light:
-        by_status[d.get("status", "PENDING")] = by_status.get(d.get("status", "PENDING"), 0) + 1
-    total_docs = sum(int(d.get("num_documents_clustered") or 0) for d in light)
-    return {
-        "results": [cluster_metadata(d) for d in docs],
-        "pagination": page.response(total),
-        "total_count": total,
-        "stats": {
-            "total_clusters": total,
-            "total_documents": total_docs,
-            "avg_documents_per_cluster": (total_docs / total) if total else 0.0,
-            "clusters_by_status": by_status,
-        },
-    }
-
-
 @router.get("/v1/clusters")
 async def list_clusters_get(
     svc: ServicesDep, ns: NamespaceDep, page: PageDep, search: Annotated[str | None, Query()] = None
 ) -> dict[str, Any]:
-    return await _list(svc, ns, page, search)
+    return await cluster_list(svc, ns, page, ListBody(search=search))
 
 
 @router.post("/v1/clusters/list")
 async def list_clusters(
-    svc: ServicesDep, ns: NamespaceDep, page: PageDep, body: Annotated[dict[str, Any] | None, Body()] = None
+    svc: ServicesDep, ns: NamespaceDep, page: PageDep, body: Annotated[ListBody | None, Body()] = None
 ) -> dict[str, Any]:
-    body = body or {}
-    reject_filters(body.get("filters"), "filters")
-    return await _list(svc, ns, _page_from_body(page, body), body.get("search"))
+    return await cluster_list(svc, ns, page, body)
 
 
 @router.get("/v1/clusters/{ident}")
@@ -168,7 +134,7 @@ async def patch_cluster(
     if body.llm_labeling is not None:
         changes["llm_labeling"] = normalise_llm(body.llm_labeling)
     if body.filters is not None:
-        reject_filters(body.filters, "filters")
+        check_document_filters(body.filters, "filters")
         changes["filters"] = body.filters
     if body.sample_size is not None:
         changes["sample_size"] = body.sample_size
@@ -212,9 +178,12 @@ async def execute_cluster(
     body = body or ExecuteById()
     if body.mode != "full":
         raise ValidationFailed(f"mode: '{body.mode}' is not supported yet", code="mode_not_supported")
-    reject_filters(body.filters, "filters")
+    overrides: dict[str, Any] = {}
+    if body.filters is not None:  # this run only; the definition keeps its own
+        check_document_filters(body.filters, "filters")
+        overrides["filters"] = body.filters
     run = await launch_run(
-        svc, ns=ns, cluster=cluster, config=run_config(cluster, sample_size=body.sample_size)
+        svc, ns=ns, cluster=cluster, config=run_config(cluster, sample_size=body.sample_size, **overrides)
     )
     return task_response(run)
 
@@ -243,33 +212,10 @@ async def list_executions(
     svc: ServicesDep,
     ns: NamespaceDep,
     page: PageDep,
-    body: Annotated[dict[str, Any] | None, Body()] = None,
+    body: Annotated[ListBody | None, Body()] = None,
 ) -> dict[str, Any]:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
-    body = body or {}
-    reject_filters(body.get("filters"), "filters")
-    page = _page_from_body(page, body)
-    runs, total, light = await executions.list_page(
-        svc.db, ns=ns, cluster_id=cluster["cluster_id"], offset=page.offset, limit=page.limit
-    )
-    by_status: dict[str, int] = {}
-    for r in light:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-    times = [int(r["execution_time_ms"]) for r in light if r.get("execution_time_ms") is not None]
-    return {
-        "results": [execution_result(r, full=False) for r in runs],
-        "pagination": page.response(total),
-        "total_count": total,
-        "stats": {
-            "total_executions": total,
-            "executions_by_status": by_status,
-            "avg_execution_time_ms": (sum(times) / len(times)) if times else 0.0,
-            "total_documents_clustered": sum(int(r.get("num_points") or 0) for r in light),
-            "avg_num_clusters": (sum(int(r.get("num_clusters") or 0) for r in light) / total)
-            if total
-            else 0.0,
-        },
-    }
+    return await run_list(svc, ns, cluster["cluster_id"], page, body)
 
 
 @router.get("/v1/tasks/{task_id}")

@@ -8,8 +8,11 @@ from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep, resolve_namespace
-from api.pagination import PageDep, make_page
+from api.listings import document_list
+from api.pagination import PageDep, merge_body
 from api.purge import purge_collection
+from api.schemas.documents import document_out
+from api.schemas.lists import ListBody
 from core import documents as docval
 from core.errors import NotFound, ValidationFailed
 from core.ids import new_document_id
@@ -46,17 +49,6 @@ class CollectionCreate(BaseModel):
     vector_indexes: list[VectorIndexIn] = Field(default_factory=list, max_length=32)
 
 
-class ListBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    limit: int | None = None
-    page_size: int | None = None
-    offset: int | None = None
-    page: int | None = None
-    cursor: str | None = None
-    include_total: bool = False
-    return_vectors: bool = False
-
-
 class UpsertBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     collection_id: str | None = None
@@ -87,14 +79,6 @@ def collection_out(doc: dict[str, Any], count: int) -> dict[str, Any]:
         "created_at": iso(doc["created_at"]),
         "updated_at": iso(doc["updated_at"]),
     }
-
-
-def document_out(doc: dict[str, Any], *, with_vectors: bool) -> dict[str, Any]:
-    out = documents.to_public(doc, with_vectors=with_vectors)
-    for k in ("created_at", "updated_at"):
-        if k in out:
-            out[k] = iso(out[k])
-    return out
 
 
 @router.post("/v1/collections")
@@ -159,11 +143,7 @@ async def list_collections(svc: ServicesDep, ns: NamespaceDep, page: PageDep) ->
 async def list_collections_post(
     svc: ServicesDep, ns: NamespaceDep, page: PageDep, body: Annotated[ListBody | None, Body()] = None
 ) -> dict[str, Any]:
-    if body is not None and any(
-        v is not None for v in (body.limit, body.page_size, body.offset, body.page, body.cursor)
-    ):
-        page = make_page(body.limit, body.page_size, body.offset, body.page, body.cursor, body.include_total)
-    return await _list_collections(svc, ns, page)
+    return await _list_collections(svc, ns, merge_body(page, body))
 
 
 @router.get("/v1/collections/{ident}")
@@ -256,24 +236,6 @@ async def count_documents(ident: str, svc: ServicesDep, ns: NamespaceDep) -> dic
     }
 
 
-async def _list_documents(svc: Any, ns: str, ident: str, page: Any, with_vectors: bool) -> dict[str, Any]:
-    col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
-    docs, total = await documents.list_page(
-        svc.db,
-        ns=ns,
-        collection_id=col["collection_id"],
-        offset=page.offset,
-        limit=page.limit,
-        with_vectors=with_vectors,
-    )
-    return {
-        "results": [document_out(d, with_vectors=with_vectors) for d in docs],
-        "pagination": page.response(total),
-        "total_documents": total,
-        "total_count": total,
-    }
-
-
 @router.post("/v1/collections/{ident}/documents/list")
 async def list_documents(
     ident: str,
@@ -282,17 +244,8 @@ async def list_documents(
     page: PageDep,
     body: Annotated[ListBody | None, Body()] = None,
 ) -> dict[str, Any]:
-    body = body or ListBody()
-    if any(v is not None for v in (body.limit, body.page_size, body.offset, body.page, body.cursor)):
-        page = make_page(
-            body.limit,
-            body.page_size,
-            body.offset,
-            body.page,
-            body.cursor,
-            body.include_total or page.include_total,
-        )
-    return await _list_documents(svc, ns, ident, page, body.return_vectors)
+    col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
+    return await document_list(svc, ns, col["collection_id"], page, body)
 
 
 @router.get("/v1/collections/{ident}/documents")
@@ -303,7 +256,8 @@ async def list_documents_get(
     page: PageDep,
     return_vectors: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
-    return await _list_documents(svc, ns, ident, page, return_vectors)
+    col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
+    return await document_list(svc, ns, col["collection_id"], page, ListBody(return_vectors=return_vectors))
 
 
 @router.get("/v1/collections/{ident}/documents/{document_id}")

@@ -80,12 +80,11 @@ class ExecuteById(BaseModel):
     defer_visualization: bool | None = None
 
 
-def reject_filters(filters: dict[str, Any] | None, field: str) -> None:
-    # Document pre-filters arrive with the query surface; running unfiltered would be silently wrong.
-    if filters:
-        raise ValidationFailed(
-            f"{field}: document filters are not supported yet", code="filters_not_supported"
-        )
+def check_document_filters(filters: dict[str, Any] | None, field: str) -> None:
+    """A document pre-filter is validated when it is stored, so a run never meets a bad one."""
+    from core.filters import DOCUMENT_SCHEMA, compile_filter
+
+    compile_filter(filters, schema=DOCUMENT_SCHEMA, where=field)
 
 
 def normalise_llm(cfg: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -7,11 +7,28 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from core.errors import Conflict, NotFound
+from core.listing import SortKey
 from core.models import ClusterStatus
-from core.store.db import Database
+from core.store.db import Database, list_matches
 from core.timeutil import utcnow
 
 _PROJ = {"_id": 0}
+# written at create for every cluster: sorting on them needs no missing-last handling
+ALWAYS_PRESENT = frozenset(
+    {"cluster_id", "cluster_name", "created_at", "updated_at", "status", "cluster_type"}
+)
+LIST_FIELDS = (
+    "cluster_id", "cluster_name", "namespace_id", "description", "cluster_type", "status",
+    "input_collections", "algorithm", "algorithm_params", "feature_uris", "sample_size", "filters",
+    "metadata", "llm_labeling", "multi_feature_strategy", "effective_feature_method", "vis_n_components",
+    "layout_stability", "hierarchical_vector", "hierarchical_grouping", "enrich_source",
+    "hierarchy_detected", "max_hierarchy_depth", "output_collection_ids", "output_collection_names",
+    "source_cluster_ids", "num_clusters", "num_documents_clustered", "quality_metrics",
+    "execution_time_seconds", "error", "failure_category", "last_run_id", "last_execution_task_id",
+    "clustered_attributes", "aggregation_method", "hierarchy_relationships", "preprocessing_steps",
+    "llm_labeling_errors", "created_at", "updated_at", "last_executed_at", "completed_at",
+)  # fmt: skip
+LIST_PROJECTION = dict.fromkeys(LIST_FIELDS, 1)
 
 
 async def create(db: Database, *, doc: dict[str, Any]) -> dict[str, Any]:
@@ -39,22 +56,35 @@ async def get_or_raise(db: Database, *, ns: str, ident: str) -> dict[str, Any]:
 
 
 async def list_page(
-    db: Database, *, ns: str, search: str | None, offset: int, limit: int
-) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
-    """Returns (page, total matches, light rows of all matches for stats)."""
-    import re
+    db: Database, *, match: dict[str, Any], keys: list[SortKey], offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One sorted page of the clusters matching `match` (already scoped to a namespace), and the
+    number of matches. Only the fields ClusterMetadata returns are read."""
+    return await list_matches(
+        db.clusters, match=match, keys=keys, tiebreak="cluster_id", always_present=ALWAYS_PRESENT,
+        offset=offset, limit=limit, projection=LIST_PROJECTION,
+    )  # fmt: skip
 
-    q: dict[str, Any] = {"namespace_id": ns, "hidden": {"$ne": True}}
-    if search:
-        rx = {"$regex": re.escape(search), "$options": "i"}
-        q["$or"] = [{"cluster_id": rx}, {"cluster_name": rx}, {"description": rx}, {"algorithm": rx}]
-    total = await db.clusters.count_documents(q)
-    cursor = (
-        db.clusters.find(q, _PROJ).sort([("created_at", -1), ("cluster_id", 1)]).skip(offset).limit(limit)
-    )
-    page = [d async for d in cursor]
-    light = [d async for d in db.clusters.find(q, {"_id": 0, "status": 1, "num_documents_clustered": 1})]
-    return page, int(total), light
+
+async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
+    """ClusterListStats over every match, computed by the database (one row per status)."""
+    pipeline = [
+        {"$match": match},
+        {"$group": {"_id": "$status", "n": {"$sum": 1}, "docs": {"$sum": "$num_documents_clustered"}}},
+    ]
+    by_status: dict[str, int] = {}
+    total = docs = 0
+    async for row in db.clusters.aggregate(pipeline):
+        n = int(row["n"])
+        by_status[str(row["_id"] or ClusterStatus.PENDING.value)] = n
+        total += n
+        docs += int(row["docs"] or 0)
+    return {
+        "total_clusters": total,
+        "total_documents": docs,
+        "avg_documents_per_cluster": (docs / total) if total else 0.0,
+        "clusters_by_status": by_status,
+    }
 
 
 async def update(db: Database, *, ns: str, cluster_id: str, fields: dict[str, Any]) -> dict[str, Any]:

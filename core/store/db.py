@@ -8,26 +8,90 @@ from core.settings import Settings
 
 Database = Any  # AsyncIOMotorDatabase, or mongomock-motor's stand-in in embedded mode and tests
 
+_NS = ("namespace_id", 1)
+_RUNS = [_NS, ("cluster_id", 1)]
+
+# Every list and filter path has an index led by its scope (namespace; + cluster for runs, +
+# collection for documents): the default sorts, each known filter/sort field, and wildcard indexes
+# for the free-form subtrees (metadata.*, metrics.*). tests/integration/test_indexes.py checks
+# that every field of core.filters' schemas is covered.
 INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
     "api_keys": [([("key_hash", 1)], {"unique": True}), ([("key_id", 1)], {"unique": True})],
     "namespaces": [([("namespace_id", 1)], {"unique": True}), ([("namespace_name", 1)], {"unique": True})],
     "collections": [
-        ([("namespace_id", 1), ("collection_id", 1)], {"unique": True}),
-        ([("namespace_id", 1), ("collection_name", 1)], {"unique": True}),
+        ([_NS, ("collection_id", 1)], {"unique": True}),
+        ([_NS, ("collection_name", 1)], {"unique": True}),
     ],
     "documents": [
-        ([("namespace_id", 1), ("collection_id", 1), ("document_id", 1)], {"unique": True}),
+        ([_NS, ("collection_id", 1), ("document_id", 1)], {"unique": True}),  # EMBEDDED_SKIP[0]
+        ([_NS, ("collection_id", 1), ("created_at", -1)], {}),
+        ([_NS, ("collection_id", 1), ("updated_at", -1)], {}),
+        ([("metadata.$**", 1)], {}),
     ],
     "clusters": [
-        ([("namespace_id", 1), ("cluster_id", 1)], {"unique": True}),
-        ([("namespace_id", 1), ("cluster_name", 1)], {"unique": True}),
-        ([("namespace_id", 1), ("created_at", -1)], {}),
+        ([_NS, ("cluster_id", 1)], {"unique": True}),
+        ([_NS, ("cluster_name", 1)], {"unique": True}),
+        ([_NS, ("created_at", -1)], {}),
+        *(
+            ([_NS, (f, 1), ("created_at", -1)], {})
+            for f in (
+                "status",
+                "algorithm",
+                "cluster_type",
+                "updated_at",
+                "last_executed_at",
+                "completed_at",
+                "num_clusters",
+                "num_documents_clustered",
+                "sample_size",
+                "execution_time_seconds",
+                "input_collections",
+                "feature_uris",
+                "clustered_attributes",
+                "last_run_id",
+                "failure_category",
+                "hierarchy_detected",
+                "description",
+                "error",
+            )
+        ),
+        ([("metadata.$**", 1)], {}),
+        ([("algorithm_params.$**", 1)], {}),
+        ([("quality_metrics.$**", 1)], {}),
     ],
     "cluster_executions": [
         ([("run_id", 1)], {"unique": True}),
-        ([("namespace_id", 1), ("cluster_id", 1), ("created_at", -1)], {}),
+        ([_NS, ("cluster_id", 1), ("created_at", -1)], {}),
         ([("status", 1), ("heartbeat_at", 1)], {}),
         ([("task_id", 1)], {}),
+        *(
+            ([*_RUNS, (f, 1), ("created_at", -1)], {})
+            for f in (
+                "run_id",
+                "status",
+                "completed_at",
+                "started_at",
+                "num_clusters",
+                "num_points",
+                "run_name",
+                "mode",
+                "failure_category",
+                "execution_time_ms",
+                "attempts",
+                "noise_points",
+                "source_documents",
+                "vectors_retrieved",
+                "vectors_clustered",
+                "config.algorithm",
+                "error_message",
+                "task_id",
+                "centroids.label",
+                "centroids.summary",
+                "centroids.cluster_id",
+                "centroids.num_members",
+            )
+        ),
+        ([("metrics.$**", 1)], {}),
     ],
 }
 
@@ -68,3 +132,29 @@ async def ensure_indexes(db: Database, *, embedded: bool = False) -> None:
 
 async def ping(db: Database) -> None:
     await db.command("ping")
+
+
+async def list_matches(
+    collection: Any,
+    *,
+    match: dict[str, Any],
+    keys: list[Any],
+    tiebreak: str,
+    always_present: frozenset[str],
+    offset: int,
+    limit: int,
+    projection: dict[str, int],
+) -> tuple[list[dict[str, Any]], int]:
+    """One sorted page of `match` (core.listing.page_query: a plain find, or an aggregation for
+    missing-last ascending keys) and the number of matches."""
+    from core.listing import page_query
+
+    q = page_query(
+        match, keys, tiebreak=tiebreak, always_present=always_present, skip=offset, limit=limit,
+        projection=projection,
+    )  # fmt: skip
+    total = int(await collection.count_documents(match))
+    if q.pipeline is not None:
+        return [d async for d in collection.aggregate(q.pipeline, allowDiskUse=True)], total
+    cursor = collection.find(q.match, q.projection).sort(q.sort).skip(q.skip).limit(q.limit)
+    return [d async for d in cursor], total

@@ -9,7 +9,8 @@ import numpy as np
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from core.errors import Conflict, NotFound
-from core.store.db import Database
+from core.listing import SortKey
+from core.store.db import Database, list_matches
 from core.timeutil import utcnow
 from core.vectors import decode, decode_many, encode
 
@@ -96,14 +97,23 @@ async def count(db: Database, *, ns: str, collection_id: str) -> int:
     return int(await db.documents.count_documents({"namespace_id": ns, "collection_id": collection_id}))
 
 
+DOC_ALWAYS_PRESENT = frozenset({"document_id", "collection_id", "created_at", "updated_at"})
+
+
 async def list_page(
-    db: Database, *, ns: str, collection_id: str, offset: int, limit: int, with_vectors: bool
+    db: Database,
+    *,
+    match: dict[str, Any],
+    keys: list[SortKey],
+    offset: int,
+    limit: int,
+    projection: dict[str, int],
 ) -> tuple[list[dict[str, Any]], int]:
-    q = {"namespace_id": ns, "collection_id": collection_id}
-    total = await db.documents.count_documents(q)
-    proj: dict[str, int] = {"_id": 0} if with_vectors else {"_id": 0, "vectors": 0}
-    cursor = db.documents.find(q, proj).sort("document_id", 1).skip(offset).limit(limit)
-    return [d async for d in cursor], int(total)
+    """One sorted page of the documents matching `match` (scoped by the caller) and the count."""
+    return await list_matches(
+        db.documents, match=match, keys=keys, tiebreak="document_id", always_present=DOC_ALWAYS_PRESENT,
+        offset=offset, limit=limit, projection=projection,
+    )  # fmt: skip
 
 
 async def delete_one(db: Database, *, ns: str, collection_id: str, document_id: str) -> bool:
@@ -118,8 +128,15 @@ async def delete_collection(db: Database, *, ns: str, collection_id: str) -> int
     return int(res.deleted_count)
 
 
-async def count_matching(db: Database, *, ns: str, collection_ids: list[str]) -> int:
-    q = {"namespace_id": ns, "collection_id": {"$in": collection_ids}}
+def _scoped(base: dict[str, Any], match: dict[str, Any] | None) -> dict[str, Any]:
+    return {"$and": [base, match]} if match else base
+
+
+async def count_matching(
+    db: Database, *, ns: str, collection_ids: list[str], match: dict[str, Any] | None = None
+) -> int:
+    """Documents of the collections that pass the pre-filter `match` (a compiled core.filters query)."""
+    q = _scoped({"namespace_id": ns, "collection_id": {"$in": collection_ids}}, match)
     return int(await db.documents.count_documents(q))
 
 
@@ -131,6 +148,7 @@ async def iter_vector_batches(
     vector_name: str,
     dimensions: int,
     batch_size: int,
+    match: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[list[str], np.ndarray, int]]:
     """Yield (document_ids, vectors float32 (n, d), skipped) in ascending document_id order.
 
@@ -138,7 +156,7 @@ async def iter_vector_batches(
     length is counted as skipped too rather than breaking the batch's reshape.
     """
     field = f"vectors.{vector_name}"
-    q = {"namespace_id": ns, "collection_id": collection_id}
+    q = _scoped({"namespace_id": ns, "collection_id": collection_id}, match)
     cursor = db.documents.find(q, {"_id": 0, "document_id": 1, field: 1}).sort("document_id", 1)
     cursor = cursor.batch_size(batch_size)
     ids: list[str] = []
@@ -160,11 +178,16 @@ async def iter_vector_batches(
 
 
 async def iter_fields(
-    db: Database, *, ns: str, collection_ids: list[str], batch_size: int
+    db: Database,
+    *,
+    ns: str,
+    collection_ids: list[str],
+    batch_size: int,
+    match: dict[str, Any] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     """Documents without their vectors, ascending document_id within each collection."""
     for cid in collection_ids:
-        q = {"namespace_id": ns, "collection_id": cid}
+        q = _scoped({"namespace_id": ns, "collection_id": cid}, match)
         cursor = db.documents.find(q, {"_id": 0, "vectors": 0}).sort("document_id", 1).batch_size(batch_size)
         async for doc in cursor:
             yield doc

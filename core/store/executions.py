@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import NotFound
+from core.listing import SortKey
 from core.models import RunStatus
-from core.store.db import Database
+from core.store.db import Database, list_matches
 from core.timeutil import utcnow
 
 _PROJ = {"_id": 0}
@@ -58,21 +59,55 @@ async def latest(db: Database, *, ns: str, cluster_id: str) -> dict[str, Any] | 
     return docs[0] if docs else None
 
 
+# lists never read vectors or tracebacks
+LIST_PROJECTION = {"error_traceback": 0, "centroids.centroid_vector": 0}
+ALWAYS_PRESENT = frozenset({"run_id", "created_at", "status", "num_clusters", "num_points", "mode"})
+
+
 async def list_page(
-    db: Database, *, ns: str, cluster_id: str, offset: int, limit: int
-) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
-    q = {"namespace_id": ns, "cluster_id": cluster_id}
-    total = await db.cluster_executions.count_documents(q)
-    cursor = (
-        db.cluster_executions.find(q, {"_id": 0, "error_traceback": 0})
-        .sort([("created_at", -1), ("run_id", -1)])
-        .skip(offset)
-        .limit(limit)
-    )
-    page = [d async for d in cursor]
-    light_proj = {"_id": 0, "status": 1, "execution_time_ms": 1, "num_points": 1, "num_clusters": 1}
-    light = [d async for d in db.cluster_executions.find(q, light_proj)]
-    return page, int(total), light
+    db: Database, *, match: dict[str, Any], keys: list[SortKey], offset: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One sorted page of the runs matching `match` (scoped by the caller) and the match count."""
+    return await list_matches(
+        db.cluster_executions, match=match, keys=keys, tiebreak="run_id", always_present=ALWAYS_PRESENT,
+        offset=offset, limit=limit, projection=LIST_PROJECTION,
+    )  # fmt: skip
+
+
+async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
+    """ClusterExecutionListStats over every match, aggregated by the database per status."""
+    timed = {"$cond": [{"$eq": [{"$ifNull": ["$execution_time_ms", None]}, None]}, 0, 1]}
+    pipeline = [
+        {"$match": match},
+        {
+            "$group": {
+                "_id": "$status",
+                "n": {"$sum": 1},
+                "points": {"$sum": "$num_points"},
+                "clusters": {"$sum": "$num_clusters"},
+                "ms": {"$sum": "$execution_time_ms"},
+                "timed": {"$sum": timed},
+            }
+        },
+    ]
+    by_status: dict[str, int] = {}
+    total = points = nclusters = timed_runs = 0
+    ms = 0.0
+    async for row in db.cluster_executions.aggregate(pipeline):
+        n = int(row["n"])
+        by_status[str(row["_id"])] = n
+        total += n
+        points += int(row["points"] or 0)
+        nclusters += int(row["clusters"] or 0)
+        ms += float(row["ms"] or 0)
+        timed_runs += int(row["timed"] or 0)
+    return {
+        "total_executions": total,
+        "executions_by_status": by_status,
+        "avg_execution_time_ms": (ms / timed_runs) if timed_runs else 0.0,
+        "total_documents_clustered": points,
+        "avg_num_clusters": (nclusters / total) if total else 0.0,
+    }
 
 
 async def claim(db: Database, *, run_id: str, worker: str) -> dict[str, Any] | None:
