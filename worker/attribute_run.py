@@ -24,7 +24,7 @@ async def run_attribute(
 ) -> dict[str, Any]:
     cfg = run["config"]
     ac = parse_attribute_config(cfg["attribute_config"])
-    await progress.report("pulling", 0.02)
+    await progress.checkpoint("pulling", 0.02)
     ids, cols, values = [], [], []
     total = await documents.count_matching(
         rt.db, ns=run["namespace_id"], collection_ids=cfg["collection_ids"]
@@ -39,7 +39,7 @@ async def run_attribute(
         cols.append(doc["collection_id"])
         values.append(tuple(value_of(doc, path, ac.aggregation_method) for path in ac.attributes))
         if len(ids) % rt.settings.pull_batch_size == 0:
-            await progress.report("pulling", 0.02 + 0.5 * len(ids) / max(1, total))
+            await progress.checkpoint("pulling", 0.02 + 0.5 * len(ids) / max(1, total))
     if not ids:
         raise RunDataError("no documents to group: the collections are empty")
     doc_ids, col_ids = np.asarray(ids, dtype=object), np.asarray(cols, dtype=object)
@@ -47,9 +47,10 @@ async def run_attribute(
     if keep is not None:
         doc_ids, col_ids = doc_ids[keep], col_ids[keep]
         values = [values[i] for i in keep]
-    await progress.report("grouping", 0.6)
+    await progress.checkpoint("grouping", 0.6)
     grouping: AttributeGrouping = await asyncio.to_thread(group, values, ac)
-    await progress.report("artifacts", 0.9)
+    await progress.checkpoint("artifacts", 0.9)
+    await progress.finalize()
     n = len(values)
     fields: dict[str, Any] = {
         "num_clusters": len(grouping.clusters),

@@ -178,6 +178,20 @@ async def requeue_stale(db: Database, *, run_id: str, attempt: int, silent_since
     or a finished run makes it a no-op). Its old copy loses the attempt fence."""
     res = await db.cluster_executions.update_one(
         {**_fence(run_id, attempt), "heartbeat_at": {"$lt": silent_since}},
-        {"$set": {"status": RunStatus.PENDING.value, "progress": {"stage": "requeued", "fraction": 0.0}}},
+        {
+            "$set": {"status": RunStatus.PENDING.value, "progress": {"stage": "requeued", "fraction": 0.0}},
+            "$unset": {"finalizing": ""},
+        },
     )
     return bool(res.modified_count)
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker's commit point
+
+
+async def begin_finalizing(db: Database, *, run_id: str, attempt: int) -> bool:
+    """The worker's commit point, fenced like every worker write: once set, a cancel is refused,
+    so no artifact or result is ever written for a run that was canceled. False: fence lost."""
+    res = await db.cluster_executions.update_one(_fence(run_id, attempt), {"$set": {"finalizing": True}})
+    return bool(res.matched_count)
