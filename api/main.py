@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from api import errors, reaper
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Services
-from api.routers import adhoc, admin, clusters, collections, patterns, run_actions
+from api.routers import adhoc, admin, analytics, clusters, collections, patterns, run_actions
 from core.artifacts import make_artifact_store
 from core.settings import Settings, get_settings
 from core.store import api_keys
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
         adhoc.router,
         clusters.router,
         run_actions.router,
+        analytics.router,
         patterns.router,
     ):
         app.include_router(r)

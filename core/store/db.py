@@ -28,6 +28,8 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ([("namespace_id", 1), ("cluster_id", 1), ("created_at", -1)], {}),
         ([("status", 1), ("heartbeat_at", 1)], {}),
         ([("task_id", 1)], {}),
+        # analytics: a cluster's runs of one status in a time window
+        ([("namespace_id", 1), ("cluster_id", 1), ("status", 1), ("created_at", -1)], {}),
     ],
 }
 
