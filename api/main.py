@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from api import errors, reaper
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Services
-from api.routers import adhoc, admin, clusters, collections, patterns
+from api.routers import adhoc, admin, analytics, clusters, collections, patterns, run_actions
 from core.artifacts import make_artifact_store
 from core.settings import Settings, get_settings
 from core.store import api_keys
@@ -83,7 +83,15 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
         description="Self-hosted asynchronous clustering (Mixpeek v1 clustering API compatible)",
     )
     errors.install(app)
-    for r in (admin.router, collections.router, adhoc.router, clusters.router, patterns.router):
+    for r in (
+        admin.router,
+        collections.router,
+        adhoc.router,
+        clusters.router,
+        run_actions.router,
+        analytics.router,
+        patterns.router,
+    ):
         app.include_router(r)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_mb * 1024 * 1024)
     return app

@@ -24,7 +24,7 @@ async def run_attribute(
 ) -> dict[str, Any]:
     cfg = run["config"]
     ac = parse_attribute_config(cfg["attribute_config"])
-    await progress.report("pulling", 0.02)
+    await progress.checkpoint("pulling", 0.02)
     ids, cols, values = [], [], []
     match = document_filter(cfg)
     total = await documents.count_matching(
@@ -41,7 +41,7 @@ async def run_attribute(
         cols.append(doc["collection_id"])
         values.append(tuple(value_of(doc, path, ac.aggregation_method) for path in ac.attributes))
         if len(ids) % rt.settings.pull_batch_size == 0:
-            await progress.report("pulling", 0.02 + 0.5 * len(ids) / max(1, total))
+            await progress.checkpoint("pulling", 0.02 + 0.5 * len(ids) / max(1, total))
     if not ids:
         scope = "no document matches the filters" if cfg.get("filters") else "the collections are empty"
         raise RunDataError(f"no documents to group: {scope}")
@@ -50,9 +50,10 @@ async def run_attribute(
     if keep is not None:
         doc_ids, col_ids = doc_ids[keep], col_ids[keep]
         values = [values[i] for i in keep]
-    await progress.report("grouping", 0.6)
+    await progress.checkpoint("grouping", 0.6)
     grouping: AttributeGrouping = await asyncio.to_thread(group, values, ac)
-    await progress.report("artifacts", 0.9)
+    await progress.checkpoint("artifacts", 0.9)
+    await progress.finalize()
     n = len(values)
     fields: dict[str, Any] = {
         "num_clusters": len(grouping.clusters),

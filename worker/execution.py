@@ -42,6 +42,7 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
             stages = run_vector
         fields = await stages(rt, run, progress, started)
     except RunCanceled:
+        await _settle_canceled(rt, run_id)
         return "canceled"
     except Exception as exc:  # every failure ends the run `failed`, never stuck
         await fail_run(
@@ -95,6 +96,15 @@ async def _heartbeat(progress: Progress) -> None:
         doc = await executions.get(progress.rt.db, run_id=progress.run_id)
         if doc and doc.get("progress"):
             await progress.report(doc["progress"]["stage"], float(doc["progress"]["fraction"]))
+
+
+async def _settle_canceled(rt: Runtime, run_id: str) -> None:
+    """Mirror the cancel again: this worker's PROCESSING mirror may have landed after the cancel's."""
+    doc = await executions.get(rt.db, run_id=run_id)
+    if doc is not None and doc["status"] == RunStatus.CANCELED.value:
+        await _mirror(rt, doc, RunStatus.CANCELED, {})
+    else:
+        log.info("run %s lost its fence (taken over); stopping", run_id)
 
 
 async def _mirror(rt: Runtime, run: dict[str, Any], status: RunStatus, extra: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ClusterdError, RunDataError
+from core.pipeline import RunCanceled
 from core.store import executions
 from worker.runtime import Runtime
 
@@ -24,6 +25,23 @@ class Progress:
             self.rt.db, run_id=self.run_id, attempt=self.attempt, stage=stage, fraction=fraction
         )
         self.lost = self.lost or not ok
+
+    def check(self, stage: str) -> None:
+        """A stage boundary: stop if the run was canceled (or taken over) since the last write."""
+        if self.lost:
+            raise RunCanceled(stage)
+
+    async def checkpoint(self, stage: str, fraction: float) -> None:
+        await self.report(stage, fraction)
+        self.check(stage)
+
+    async def finalize(self) -> None:
+        """The commit point before artifacts and results: from here a cancel is refused, and a
+        run canceled before it stops without writing anything."""
+        self.check("finalize")
+        if not await executions.begin_finalizing(self.rt.db, run_id=self.run_id, attempt=self.attempt):
+            self.lost = True
+            raise RunCanceled("finalize")
 
     def from_thread(self, stage: str, fraction: float) -> None:
         """Called by the pipeline in its worker thread; the database lives on the loop."""

@@ -12,7 +12,7 @@ import numpy as np
 from core import artifacts
 from core.algorithms import get_algorithm, validate_params
 from core.errors import RunDataError
-from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, RunCanceled, run_pipeline
+from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
 from core.store import collections, documents
 from core.vectors import encode, resolve_vector_name
 from worker.runtime import Runtime
@@ -36,7 +36,7 @@ class Pulled:
 
 async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, started: float) -> dict[str, Any]:
     cfg = run["config"]
-    await progress.report("pulling", 0.02)
+    await progress.checkpoint("pulling", 0.02)
     pulled = await _pull(rt, run, progress)
     X = pulled.matrix()
     doc_ids = np.asarray(pulled.document_ids, dtype=object)
@@ -70,9 +70,8 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         progress.from_thread(stage, 0.3 + 0.6 * fraction)
 
     result: PipelineResult = await asyncio.to_thread(run_pipeline, X, pconf, scaled, lambda: progress.lost)
-    if progress.lost:
-        raise RunCanceled(run["run_id"])
-    await progress.report("artifacts", 0.92)
+    await progress.checkpoint("artifacts", 0.92)
+    await progress.finalize()
     centroids = _centroid_records(result, doc_ids, col_ids)
     fields: dict[str, Any] = {
         "num_clusters": int(result.num_clusters),
@@ -134,9 +133,7 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
             out.blocks.append(block)
             out.skipped += skipped
             seen += len(ids) + skipped
-            await progress.report("pulling", 0.02 + 0.28 * min(1.0, seen / max(1, out.source_documents)))
-            if progress.lost:
-                raise RunCanceled(run["run_id"])
+            await progress.checkpoint("pulling", 0.02 + 0.28 * min(1.0, seen / max(1, out.source_documents)))
     return out
 
 

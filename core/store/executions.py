@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import NotFound
+from core.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from core.listing import SortKey
 from core.models import RunStatus
 from core.store.db import Database, list_matches
@@ -213,6 +213,135 @@ async def requeue_stale(db: Database, *, run_id: str, attempt: int, silent_since
     or a finished run makes it a no-op). Its old copy loses the attempt fence."""
     res = await db.cluster_executions.update_one(
         {**_fence(run_id, attempt), "heartbeat_at": {"$lt": silent_since}},
-        {"$set": {"status": RunStatus.PENDING.value, "progress": {"stage": "requeued", "fraction": 0.0}}},
+        {
+            "$set": {"status": RunStatus.PENDING.value, "progress": {"stage": "requeued", "fraction": 0.0}},
+            "$unset": {"finalizing": ""},
+        },
     )
     return bool(res.modified_count)
+
+
+# ---------------------------------------------------------------------------------------------
+# run management: cancel, finalizing (the commit point), labels, name
+
+
+async def get_light_or_raise(db: Database, *, ns: str, cluster_id: str, run_id: str) -> dict[str, Any]:
+    """The run without centroid vectors and traceback (what management routes need)."""
+    doc = await db.cluster_executions.find_one(
+        {"namespace_id": ns, "cluster_id": cluster_id, "run_id": run_id},
+        {"_id": 0, "centroids.centroid_vector": 0, "error_traceback": 0},
+    )
+    if doc is None:
+        raise NotFound(f"run '{run_id}' of cluster '{cluster_id}' not found")
+    return doc  # type: ignore[no-any-return]
+
+
+async def begin_finalizing(db: Database, *, run_id: str, attempt: int) -> bool:
+    """The worker's commit point, fenced like every worker write: once set, a cancel is refused,
+    so no artifact or result is ever written for a run that was canceled. False: fence lost."""
+    res = await db.cluster_executions.update_one(_fence(run_id, attempt), {"$set": {"finalizing": True}})
+    return bool(res.matched_count)
+
+
+async def cancel(db: Database, *, ns: str, cluster_id: str, run_id: str) -> dict[str, Any] | None:
+    """CAS pending|processing (not yet finalizing) -> canceled. None: the run is in another state."""
+    doc = await db.cluster_executions.find_one_and_update(
+        {
+            "namespace_id": ns,
+            "cluster_id": cluster_id,
+            "run_id": run_id,
+            "status": {"$in": _ACTIVE},
+            "finalizing": {"$ne": True},
+        },
+        {
+            "$set": {
+                "status": RunStatus.CANCELED.value,
+                "completed_at": utcnow(),
+                "progress": {"stage": "canceled", "fraction": 1.0},
+            }
+        },
+        return_document=True,
+    )
+    return _strip(doc)
+
+
+def relabel(centroids: list[dict[str, Any]], overrides: dict[str, str]) -> list[dict[str, Any]]:
+    """Centroids with `label` = override or the machine label, kept as `original_label` (a string)."""
+    out = []
+    for c in centroids:
+        c = dict(c)
+        original = c["original_label"] if "original_label" in c else c.get("label")
+        c["original_label"] = original if isinstance(original, str) else ""
+        label = overrides.get(c["cluster_id"]) or c["original_label"]
+        if label:
+            c["label"] = label
+        else:
+            c.pop("label", None)
+        out.append(c)
+    return out
+
+
+LABEL_RETRIES = 20
+
+
+async def set_labels(
+    db: Database, *, ns: str, cluster_id: str, run_id: str, labels: dict[str, str]
+) -> dict[str, str]:
+    """Merge `labels` into a completed run's `label_overrides` ("" deletes one) and rewrite
+    `centroids[].label`. The whole array is `$set` under a `labels_version` compare-and-set,
+    so concurrent PATCHes retry rather than lose an update. Returns the merged overrides."""
+    key = {"namespace_id": ns, "cluster_id": cluster_id, "run_id": run_id}
+    for _ in range(LABEL_RETRIES):
+        run = await db.cluster_executions.find_one(
+            key, {"_id": 0, "status": 1, "centroids": 1, "label_overrides": 1, "labels_version": 1}
+        )
+        if run is None:
+            raise NotFound(f"run '{run_id}' of cluster '{cluster_id}' not found")
+        if run["status"] != RunStatus.COMPLETED.value:
+            raise BadRequest(
+                f"run '{run_id}' is {run['status']}: only a completed run's labels can be changed",
+                code="invalid_state",
+            )
+        centroids = run.get("centroids") or []
+        known = {c["cluster_id"] for c in centroids}
+        unknown = [cid for cid in labels if cid not in known]
+        if unknown:
+            errors = [
+                {"loc": ["body", "labels", cid], "msg": f"run has no cluster '{cid}'", "type": "value_error"}
+                for cid in unknown
+            ]
+            raise ValidationFailed(
+                f"labels.{unknown[0]}: run '{run_id}' has no cluster '{unknown[0]}'",
+                details={"validation_errors": errors},
+            )
+        overrides = {**(run.get("label_overrides") or {})}
+        for cid, label in labels.items():
+            if label:
+                overrides[cid] = label
+            else:
+                overrides.pop(cid, None)
+        version = run.get("labels_version")
+        guard = {"labels_version": version} if version is not None else {"labels_version": {"$exists": False}}
+        res = await db.cluster_executions.update_one(
+            {**key, "status": RunStatus.COMPLETED.value, **guard},
+            {
+                "$set": {
+                    "label_overrides": overrides,
+                    "centroids": relabel(centroids, overrides),
+                    "labels_version": int(version or 0) + 1,
+                }
+            },
+        )
+        if res.matched_count:
+            return overrides
+    raise Conflict(f"run '{run_id}': labels changed concurrently too often; retry", code="labels_conflict")
+
+
+async def set_run_name(db: Database, *, ns: str, cluster_id: str, run_id: str, run_name: str | None) -> None:
+    """Set the run's name, or `$unset` it when `run_name` is None."""
+    update = {"$set": {"run_name": run_name}} if run_name else {"$unset": {"run_name": ""}}
+    res = await db.cluster_executions.update_one(
+        {"namespace_id": ns, "cluster_id": cluster_id, "run_id": run_id}, update
+    )
+    if not res.matched_count:
+        raise NotFound(f"run '{run_id}' of cluster '{cluster_id}' not found")
