@@ -70,9 +70,15 @@ def filter_clusters(table: pa.Table, cluster_ids: set[str]) -> pa.Table:
     return table.filter(mask)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        # user-set labels and ids reach spreadsheets: a leading quote keeps `=HYPERLINK(...)` text
+        return "'" + value
     return value
 
 
