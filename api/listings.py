@@ -6,6 +6,7 @@ field; stats are aggregated by the database over every match, never by loading t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from api.pagination import Page, merge_body
@@ -13,7 +14,7 @@ from api.schemas.documents import document_out
 from api.schemas.lists import ListBody
 from api.schemas.runs import cluster_metadata, execution_result
 from core.errors import BadRequest
-from core.filters import CLUSTER_SCHEMA, DOCUMENT_SCHEMA, EXECUTION_SCHEMA, combine, compile_filter
+from core.filters import CLUSTER_SCHEMA, DOCUMENT_SCHEMA, EXECUTION_SCHEMA, Schema, combine, compile_filter
 from core.listing import SortKey, parse_sort, resolve_path, search_query
 from core.store import clusters, documents, executions
 
@@ -25,43 +26,71 @@ DOCUMENT_SEARCH = ("document_id",)
 MAX_SELECT = 100
 
 
-async def cluster_list(svc: Any, ns: str, page: Page, body: ListBody | None) -> dict[str, Any]:
-    body = body or ListBody()
-    page = merge_body(page, body)
+@dataclass(frozen=True)
+class ListQuery:
+    """A validated list body: the page, the scoped match and the sort keys."""
+
+    page: Page
+    match: dict[str, Any]
+    keys: list[SortKey]
+
+
+def list_query(
+    page: Page,
+    body: ListBody,
+    *,
+    scope: dict[str, Any],
+    schema: Schema,
+    search: tuple[str, ...],
+    default: list[SortKey],
+) -> ListQuery:
+    """What the three lists share: body pagination, filters + search ANDed with the scope, sort."""
     match = combine(
-        {"namespace_id": ns, "hidden": {"$ne": True}},
-        compile_filter(body.filters, schema=CLUSTER_SCHEMA, where="filters"),
-        search_query(body.search, CLUSTER_SEARCH),
+        scope,
+        compile_filter(body.filters, schema=schema, where="filters"),
+        search_query(body.search, search),
     )
-    keys = parse_sort(body.sort, body.sorts, schema=CLUSTER_SCHEMA, default=NEWEST_FIRST)
+    keys = parse_sort(body.sort, body.sorts, schema=schema, default=default)
+    return ListQuery(merge_body(page, body), match, keys)
+
+
+async def cluster_list(svc: Any, ns: str, page: Page, body: ListBody | None) -> dict[str, Any]:
+    q = list_query(
+        page,
+        body or ListBody(),
+        scope={"namespace_id": ns, "hidden": {"$ne": True}},
+        schema=CLUSTER_SCHEMA,
+        search=CLUSTER_SEARCH,
+        default=NEWEST_FIRST,
+    )
     docs, total = await clusters.list_page(
-        svc.db, match=match, keys=keys, offset=page.offset, limit=page.limit
+        svc.db, match=q.match, keys=q.keys, offset=q.page.offset, limit=q.page.limit
     )
     return {
         "results": [cluster_metadata(d) for d in docs],
-        "pagination": page.response(total),
+        "pagination": q.page.response(total),
         "total_count": total,
-        "stats": await clusters.list_stats(svc.db, match=match),
+        "stats": await clusters.list_stats(svc.db, match=q.match),
     }
 
 
 async def run_list(svc: Any, ns: str, cluster_id: str, page: Page, body: ListBody | None) -> dict[str, Any]:
-    body = body or ListBody()
-    page = merge_body(page, body)
-    match = combine(
-        {"namespace_id": ns, "cluster_id": cluster_id},
-        compile_filter(body.filters, schema=EXECUTION_SCHEMA, where="filters"),
-        search_query(body.search, RUN_SEARCH),
+    q = list_query(
+        page,
+        body or ListBody(),
+        scope={"namespace_id": ns, "cluster_id": cluster_id},
+        schema=EXECUTION_SCHEMA,
+        search=RUN_SEARCH,
+        default=NEWEST_FIRST,
     )
-    keys = parse_sort(body.sort, body.sorts, schema=EXECUTION_SCHEMA, default=NEWEST_FIRST)
     runs, total = await executions.list_page(
-        svc.db, match=match, keys=keys, offset=page.offset, limit=page.limit
+        svc.db, match=q.match, keys=q.keys, offset=q.page.offset, limit=q.page.limit
     )
     return {
         "results": [execution_result(r, full=False) for r in runs],
-        "pagination": page.response(total),
+        "pagination": q.page.response(total),
         "total_count": total,
-        "stats": await executions.list_stats(svc.db, match=match),
+        "stats": await executions.list_stats(svc.db, match=q.match),
     }
 
 
@@ -70,24 +99,25 @@ async def document_list(
 ) -> dict[str, Any]:
     """Documents by ascending document_id (or `sort`); `select` limits the returned fields."""
     body = body or ListBody()
-    page = merge_body(page, body)
-    match = combine(
-        {"namespace_id": ns, "collection_id": collection_id},
-        compile_filter(body.filters, schema=DOCUMENT_SCHEMA, where="filters"),
-        search_query(body.search, DOCUMENT_SEARCH),
+    q = list_query(
+        page,
+        body,
+        scope={"namespace_id": ns, "collection_id": collection_id},
+        schema=DOCUMENT_SCHEMA,
+        search=DOCUMENT_SEARCH,
+        default=BY_DOCUMENT_ID,
     )
-    keys = parse_sort(body.sort, body.sorts, schema=DOCUMENT_SCHEMA, default=BY_DOCUMENT_ID)
     docs, total = await documents.list_page(
         svc.db,
-        match=match,
-        keys=keys,
-        offset=page.offset,
-        limit=page.limit,
+        match=q.match,
+        keys=q.keys,
+        offset=q.page.offset,
+        limit=q.page.limit,
         projection=_document_projection(body),
     )
     return {
         "results": [document_out(d, with_vectors=body.return_vectors) for d in docs],
-        "pagination": page.response(total),
+        "pagination": q.page.response(total),
         "total_documents": total,
         "total_count": total,
     }

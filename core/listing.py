@@ -89,7 +89,7 @@ def search_query(text: Any, fields: tuple[str, ...], where: str = "search") -> d
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _missing_flag(path: str) -> dict[str, Any]:
+def missing_flag(path: str) -> dict[str, Any]:
     # 1 when the field is missing or null ($ifNull folds both to null), else 0
     return {"$cond": [{"$eq": [{"$ifNull": ["$" + path, None]}, None]}, 1, 0]}
 
@@ -123,7 +123,7 @@ def page_query(
     for i, k in enumerate(keys):
         if not k.descending and k.path not in always_present:
             flag = f"__missing{i}"
-            flags[flag] = _missing_flag(k.path)
+            flags[flag] = missing_flag(k.path)
             sort.append((flag, 1))
         sort.append((k.path, -1 if k.descending else 1))
     if tiebreak not in {k.path for k in keys}:

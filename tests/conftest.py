@@ -76,13 +76,23 @@ class Api:
             assert r.status_code == 200, r.text
         return cid, X
 
-    async def make_cluster(self, collection: str, ns: str = "team-a", k: int = 3, **extra: Any) -> str:
+    async def make_cluster(
+        self,
+        collection: str,
+        ns: str = "team-a",
+        k: int = 3,
+        *,
+        method: str = "kmeans",
+        params: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> str:
+        """A vector cluster over `emb`; `params` default to k-means' {"n_clusters": k}."""
         body = {
             "collection_ids": [collection],
             "vector_config": {
-                "clustering_method": "kmeans",
+                "clustering_method": method,
                 "feature_uris": ["emb"],
-                "algorithm_params": {"n_clusters": k},
+                "algorithm_params": {"n_clusters": k} if params is None else params,
             },
             **extra,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.listing import page_query
 from core.settings import Settings
 
 Database = Any  # AsyncIOMotorDatabase, or mongomock-motor's stand-in in embedded mode and tests
@@ -147,8 +148,6 @@ async def list_matches(
 ) -> tuple[list[dict[str, Any]], int]:
     """One sorted page of `match` (core.listing.page_query: a plain find, or an aggregation for
     missing-last ascending keys) and the number of matches."""
-    from core.listing import page_query
-
     q = page_query(
         match, keys, tiebreak=tiebreak, always_present=always_present, skip=offset, limit=limit,
         projection=projection,

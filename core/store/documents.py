@@ -9,6 +9,7 @@ import numpy as np
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from core.errors import Conflict, NotFound
+from core.filters import combine
 from core.listing import SortKey
 from core.store.db import Database, list_matches
 from core.timeutil import utcnow
@@ -128,15 +129,11 @@ async def delete_collection(db: Database, *, ns: str, collection_id: str) -> int
     return int(res.deleted_count)
 
 
-def _scoped(base: dict[str, Any], match: dict[str, Any] | None) -> dict[str, Any]:
-    return {"$and": [base, match]} if match else base
-
-
 async def count_matching(
     db: Database, *, ns: str, collection_ids: list[str], match: dict[str, Any] | None = None
 ) -> int:
     """Documents of the collections that pass the pre-filter `match` (a compiled core.filters query)."""
-    q = _scoped({"namespace_id": ns, "collection_id": {"$in": collection_ids}}, match)
+    q = combine({"namespace_id": ns, "collection_id": {"$in": collection_ids}}, match or {})
     return int(await db.documents.count_documents(q))
 
 
@@ -156,7 +153,7 @@ async def iter_vector_batches(
     length is counted as skipped too rather than breaking the batch's reshape.
     """
     field = f"vectors.{vector_name}"
-    q = _scoped({"namespace_id": ns, "collection_id": collection_id}, match)
+    q = combine({"namespace_id": ns, "collection_id": collection_id}, match or {})
     cursor = db.documents.find(q, {"_id": 0, "document_id": 1, field: 1}).sort("document_id", 1)
     cursor = cursor.batch_size(batch_size)
     ids: list[str] = []
@@ -187,7 +184,7 @@ async def iter_fields(
 ) -> AsyncIterator[dict[str, Any]]:
     """Documents without their vectors, ascending document_id within each collection."""
     for cid in collection_ids:
-        q = _scoped({"namespace_id": ns, "collection_id": cid}, match)
+        q = combine({"namespace_id": ns, "collection_id": cid}, match or {})
         cursor = db.documents.find(q, {"_id": 0, "vectors": 0}).sort("document_id", 1).batch_size(batch_size)
         async for doc in cursor:
             yield doc

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import BadRequest, Conflict, NotFound, ValidationFailed
-from core.listing import SortKey
+from core.listing import SortKey, missing_flag
 from core.models import RunStatus
 from core.store.db import Database, list_matches
 from core.timeutil import utcnow
@@ -76,7 +76,6 @@ async def list_page(
 
 async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
     """ClusterExecutionListStats over every match, aggregated by the database per status."""
-    timed = {"$cond": [{"$eq": [{"$ifNull": ["$execution_time_ms", None]}, None]}, 0, 1]}
     pipeline = [
         {"$match": match},
         {
@@ -86,7 +85,7 @@ async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
                 "points": {"$sum": "$num_points"},
                 "clusters": {"$sum": "$num_clusters"},
                 "ms": {"$sum": "$execution_time_ms"},
-                "timed": {"$sum": timed},
+                "untimed": {"$sum": missing_flag("execution_time_ms")},
             }
         },
     ]
@@ -100,7 +99,7 @@ async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
         points += int(row["points"] or 0)
         nclusters += int(row["clusters"] or 0)
         ms += float(row["ms"] or 0)
-        timed_runs += int(row["timed"] or 0)
+        timed_runs += n - int(row["untimed"] or 0)
     return {
         "total_executions": total,
         "executions_by_status": by_status,

@@ -113,20 +113,7 @@ async def test_cancel_processing_run_stops_at_the_next_stage(api: Api) -> None:
     X = blobs(n_per=700, dims=8, centers=3)
     col, _ = await api.make_collection(X=X)
     slow_params = {"n_clusters": 8, "n_init": 3000, "max_iter": 300, "tol": 0, "init": "random"}
-    r = await api.client.post(
-        "/v1/clusters",
-        headers=api.h(),
-        json={
-            "collection_ids": [col],
-            "vector_config": {
-                "clustering_method": "kmeans",
-                "feature_uris": ["emb"],
-                "algorithm_params": slow_params,
-            },
-        },
-    )
-    assert r.status_code == 200, r.text
-    cid = r.json()["cluster_id"]
+    cid = await api.make_cluster(col, params=slow_params)
     rid = await start(api, cid)
     run = await wait_status(api, cid, rid, {"processing", "completed", "failed", "canceled"})
     assert run["status"] == "processing", "the run must still be clustering when it is canceled"
@@ -297,22 +284,10 @@ def noisy_points() -> np.ndarray:
 
 async def noisy_run(api: Api) -> tuple[str, dict]:
     col, _ = await api.make_collection(X=noisy_points())
-    r = await api.client.post(
-        "/v1/clusters",
-        headers=api.h(),
-        json={
-            "collection_ids": [col],
-            "vector_config": {
-                "clustering_method": "hdbscan",
-                "feature_uris": ["emb"],
-                "algorithm_params": {"min_cluster_size": 10},
-            },
-        },
-    )
-    assert r.status_code == 200, r.text
-    run = await api.execute(r.json()["cluster_id"])
+    cid = await api.make_cluster(col, method="hdbscan", params={"min_cluster_size": 10})
+    run = await api.execute(cid)
     assert run["status"] == "completed" and run["noise_points"] > 0, run
-    return str(r.json()["cluster_id"]), run
+    return cid, run
 
 
 def parse_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
