@@ -80,6 +80,9 @@ async def list_page(db: Database, *, ns: str, offset: int, limit: int) -> tuple[
     return [d async for d in cursor], total
 
 
+_INDEX_CAS_TRIES = 20
+
+
 def dimensions_of(collection: dict[str, Any]) -> dict[str, int]:
     return {ix["name"]: int(ix["dimensions"]) for ix in collection.get("vector_indexes", [])}
 
@@ -88,20 +91,29 @@ async def add_vector_indexes(db: Database, *, collection: dict[str, Any], new: d
     """Index vector names first seen in a write; a concurrent writer that fixed another
     dimension for the same name wins, and this write is rejected."""
     ns, cid = collection["namespace_id"], collection["collection_id"]
-    for name, dims in new.items():
-        await db.collections.update_one(
-            {"namespace_id": ns, "collection_id": cid, "vector_indexes.name": {"$ne": name}},
+    # a revision compare-and-set over the whole array rather than `$push` guarded by
+    # `vector_indexes.name: {$ne}`: nx-27017 (the cross-process test server) never matches that guard
+    for _ in range(_INDEX_CAS_TRIES):
+        fresh = await get_or_raise(db, ns=ns, ident=cid)
+        missing = {n: d for n, d in new.items() if n not in dimensions_of(fresh)}
+        if not missing:
+            break
+        rev = int(fresh.get("vector_indexes_rev") or 0)
+        added = [
+            {"name": n, "dimensions": d, "feature_uri": default_feature_uri(n)} for n, d in missing.items()
+        ]
+        done = await db.collections.update_one(
+            {"namespace_id": ns, "collection_id": cid, "vector_indexes_rev": rev or {"$exists": False}},
             {
-                "$push": {
-                    "vector_indexes": {
-                        "name": name,
-                        "dimensions": dims,
-                        "feature_uri": default_feature_uri(name),
-                    }
-                },
-                "$set": {"updated_at": utcnow()},
+                "$set": {
+                    "vector_indexes": [*fresh.get("vector_indexes", []), *added],
+                    "vector_indexes_rev": rev + 1,
+                    "updated_at": utcnow(),
+                }
             },
         )
+        if done.modified_count:
+            break
     fresh = await get_or_raise(db, ns=ns, ident=cid)
     known = dimensions_of(fresh)
     for name, dims in new.items():
