@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     )
     reaper_interval_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1, description="deliveries of one run before it fails as orphaned")
+    republish_after_s: float = Field(
+        60.0, gt=0, description="re-publish a pending run the broker lost after this many seconds"
+    )
     pull_batch_size: int = Field(2000, ge=1)
     metrics_sample_size: int = Field(10_000, ge=100)
 

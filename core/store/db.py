@@ -69,6 +69,7 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ([("run_id", 1)], {"unique": True}),
         ([_NS, ("cluster_id", 1), ("created_at", -1)], {}),
         ([("status", 1), ("heartbeat_at", 1)], {}),
+        ([("status", 1), ("published_at", 1)], {}),
         ([("task_id", 1)], {}),
         *(
             ([*_RUNS, (f, 1), ("created_at", -1)], {})

@@ -19,6 +19,7 @@ _ACTIVE = [RunStatus.PENDING.value, RunStatus.PROCESSING.value]
 
 
 async def create_pending(db: Database, *, doc: dict[str, Any]) -> dict[str, Any]:
+    now = utcnow()
     doc = {
         **doc,
         "status": RunStatus.PENDING.value,
@@ -26,7 +27,8 @@ async def create_pending(db: Database, *, doc: dict[str, Any]) -> dict[str, Any]
         "num_points": 0,
         "attempts": 0,
         "progress": {"stage": "queued", "fraction": 0.0},
-        "created_at": utcnow(),
+        "created_at": now,
+        "published_at": now,  # last time a message for it went to the broker (the reconciler's clock)
     }
     await db.cluster_executions.insert_one(dict(doc))
     return doc
@@ -213,9 +215,30 @@ async def requeue_stale(db: Database, *, run_id: str, attempt: int, silent_since
     res = await db.cluster_executions.update_one(
         {**_fence(run_id, attempt), "heartbeat_at": {"$lt": silent_since}},
         {
-            "$set": {"status": RunStatus.PENDING.value, "progress": {"stage": "requeued", "fraction": 0.0}},
+            "$set": {
+                "status": RunStatus.PENDING.value,
+                "progress": {"stage": "requeued", "fraction": 0.0},
+                "published_at": utcnow(),
+            },
             "$unset": {"finalizing": ""},
         },
+    )
+    return bool(res.modified_count)
+
+
+async def stale_pending(db: Database, *, published_before: Any, limit: int = 1000) -> list[dict[str, Any]]:
+    """Pending runs whose last message went to the broker before `published_before`, oldest first."""
+    q = {"status": RunStatus.PENDING.value, "published_at": {"$lt": published_before}}
+    proj = {"_id": 0, "run_id": 1, "namespace_id": 1, "cluster_id": 1, "published_at": 1}
+    cursor = db.cluster_executions.find(q, proj).sort([("published_at", 1), ("run_id", 1)]).limit(limit)
+    return [d async for d in cursor]
+
+
+async def mark_republished(db: Database, *, run_id: str, published_before: Any) -> bool:
+    """CAS: this reconciler re-publishes the run (a claim or another reconciler makes it a no-op)."""
+    res = await db.cluster_executions.update_one(
+        {"run_id": run_id, "status": RunStatus.PENDING.value, "published_at": {"$lt": published_before}},
+        {"$set": {"published_at": utcnow()}, "$inc": {"republished": 1}},
     )
     return bool(res.modified_count)
 

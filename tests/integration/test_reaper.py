@@ -49,7 +49,7 @@ async def test_stale_run_is_requeued_and_completes(api: Api) -> None:
     dead = await _processing_run(api, cid, attempts=1, silent_for=3600)
     alive = await _processing_run(api, cid, attempts=1, silent_for=1)
     counts = await reap_once(api.app.state.services)
-    assert counts == {"requeued": 1, "orphaned": 0}
+    assert counts == {"requeued": 1, "orphaned": 0, "republished": 0, "skipped": 0}
     run = await api.wait_run(cid, dead)
     assert run["status"] == "completed" and run["attempts"] == 2
     untouched = (await api.client.get(f"/v1/clusters/{cid}/executions/{alive}", headers=api.h())).json()
@@ -61,10 +61,20 @@ async def test_run_out_of_attempts_fails_as_orphaned(api: Api) -> None:
     cid = await api.make_cluster(col)
     await api.execute(cid)
     dead = await _processing_run(api, cid, attempts=3, silent_for=3600)
-    assert await reap_once(api.app.state.services) == {"requeued": 0, "orphaned": 1}
+    assert await reap_once(api.app.state.services) == {
+        "requeued": 0,
+        "orphaned": 1,
+        "republished": 0,
+        "skipped": 0,
+    }
     run = (await api.client.get(f"/v1/clusters/{cid}/executions/{dead}", headers=api.h())).json()
     assert run["status"] == "failed" and run["failure_category"] == "orphaned"
     assert "no heartbeat" in run["error_message"]
     cluster = (await api.client.get(f"/v1/clusters/{cid}", headers=api.h())).json()
     assert cluster["status"] == "FAILED" and cluster["failure_category"] == "orphaned"
-    assert await reap_once(api.app.state.services) == {"requeued": 0, "orphaned": 0}
+    assert await reap_once(api.app.state.services) == {
+        "requeued": 0,
+        "orphaned": 0,
+        "republished": 0,
+        "skipped": 0,
+    }
