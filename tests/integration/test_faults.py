@@ -198,3 +198,23 @@ async def test_redis_restart_loses_queued_runs_and_the_reconciler_recovers_them(
     for run_id in queued:
         doc = await db.cluster_executions.find_one({"run_id": run_id})
         assert doc["republished"] >= 1 and doc["attempts"] == 1, doc
+
+
+async def test_concurrent_duplicate_deliveries_run_once(tier: Tier) -> None:
+    """Two workers receive the same run at once (a re-publish racing the original message)."""
+    from worker.app import enqueue
+
+    tier.worker("slow:1")
+    tier.worker("slow:1")
+    svc = tier.api.app.state.services
+    cid = await _cluster(tier)
+    run_id = await _submit(tier.api, cid)
+    enqueue(svc.celery, run_id, svc.settings.queue_name)
+    run = await _until(tier, cid, run_id, _terminal)
+    assert run["status"] == "completed" and run["attempts"] == 1, run
+    deadline = time.monotonic() + 30
+    while "is not pending (duplicate delivery" not in tier.logs():
+        assert time.monotonic() < deadline, tier.logs()
+        await asyncio.sleep(0.2)
+    again = await _run(tier.api, cid, run_id)
+    assert again["completed_at"] == run["completed_at"] and again["attempts"] == 1
