@@ -126,7 +126,9 @@ async def test_pool_child_killed_mid_run_is_redelivered_and_completes(tier: Tier
     run_id = await _submit(tier.api, cid)
     await _until(tier, cid, run_id, _in_fault_stage)
     worker.kill_child()
+    killed = time.monotonic()
     run = await _until(tier, cid, run_id, _terminal)
+    print(f"\n[fault] pool child SIGKILL -> completed in {time.monotonic() - killed:.1f} s")
     assert run["status"] == "completed", run
     assert run["attempts"] == 2  # the killed attempt, then the reconciler's requeue
     assert _artifacts_exist(tier, run)
@@ -140,8 +142,10 @@ async def test_whole_worker_killed_mid_run_completes_on_another_worker(tier: Tie
     run_id = await _submit(tier.api, cid)
     await _until(tier, cid, run_id, _in_fault_stage)
     first.kill_all()  # main process and pool child: the message stays unacknowledged in Redis
+    killed = time.monotonic()
     tier.worker()
     run = await _until(tier, cid, run_id, _terminal)
+    print(f"\n[fault] worker group SIGKILL -> completed in {time.monotonic() - killed:.1f} s")
     assert run["status"] == "completed" and run["attempts"] == 2, run
 
 
@@ -149,7 +153,9 @@ async def test_poison_run_is_capped_by_attempts_and_fails_orphaned(tier: Tier) -
     worker = tier.worker("poison")
     cid = await _cluster(tier)
     run_id = await _submit(tier.api, cid)
+    began = time.monotonic()
     run = await _until(tier, cid, run_id, _terminal, within=90)
+    print(f"\n[fault] poison run -> failed/orphaned in {time.monotonic() - began:.1f} s")
     assert run["status"] == "failed" and run["failure_category"] == "orphaned", run
     assert run["attempts"] == 3 and "no heartbeat" in run["error_message"]
     assert worker.children(), "the worker must survive its poisoned pool children"
@@ -191,9 +197,14 @@ async def test_redis_restart_loses_queued_runs_and_the_reconciler_recovers_them(
     r.close()
     redis.kill()
     redis.start()  # same port, empty: the queued messages are gone, their runs still pending
+    restarted = time.monotonic()
     for run_id in [running, *queued]:
         run = await _until(tier, cid, run_id, _terminal, within=90)
         assert run["status"] == "completed" and run["attempts"] <= 2, run
+        print(
+            f"\n[fault] after Redis restart: {run_id} completed (attempts {run['attempts']})"
+            f" {time.monotonic() - restarted:.1f} s after the restart"
+        )
     db = tier.api.app.state.services.db
     for run_id in queued:
         doc = await db.cluster_executions.find_one({"run_id": run_id})
