@@ -257,7 +257,13 @@ def default_params(algorithm: str, k: int) -> dict[str, Any]:
 
 
 async def seed(
-    c: httpx.AsyncClient, ns: str, documents: int, dims: int, clusters: int, algorithm: str, params: dict
+    c: httpx.AsyncClient,
+    ns: str,
+    documents: int,
+    dims: int,
+    clusters: int,
+    algorithm: str,
+    params: dict[str, Any],
 ) -> list[str]:
     """A collection of `documents` vectors and `clusters` definitions over it; their cluster ids."""
 
@@ -278,7 +284,11 @@ async def seed(
         body = {
             "cluster_name": f"load-{tag}-{j}",
             "collection_ids": [col["collection_id"]],
-            "vector_config": {"clustering_method": algorithm, "feature_uris": ["emb"], "algorithm_params": params},
+            "vector_config": {
+                "clustering_method": algorithm,
+                "feature_uris": ["emb"],
+                "algorithm_params": params,
+            },
         }
         ids.append(str(ok(await c.post("/v1/clusters", json=body), "create cluster")["cluster_id"]))
     return ids
@@ -362,7 +372,9 @@ def report(
 ) -> dict[str, Any]:
     submit_s = st.submit_end or cfg.duration
     e2e = [r.ended - r.submitted for r in st.runs.values() if r.ended is not None]
-    queue_wait, run_time, server_e2e = [], [], []
+    queue_wait: list[float] = []
+    run_time: list[float] = []
+    server_e2e: list[float] = []
     for r in st.runs.values():
         b = r.body or on_server.get(r.run_id) or {}
         for out, a, z in (
@@ -374,9 +386,7 @@ def report(
             if s is not None:
                 out.append(s)
     lost = sorted(rid for rid in st.runs if rid not in on_server)
-    stuck = sorted(
-        rid for rid in st.runs if rid in on_server and on_server[rid]["status"] not in TERMINAL
-    )
+    stuck = sorted(rid for rid in st.runs if rid in on_server and on_server[rid]["status"] not in TERMINAL)
     untracked = {rid: x["status"] for rid, x in on_server.items() if rid not in st.runs}
     stuck += sorted(rid for rid, s in untracked.items() if s not in TERMINAL)
     final_status = Counter(on_server[rid]["status"] if rid in on_server else "lost" for rid in st.runs)
@@ -405,12 +415,23 @@ def report(
         "ok": not problems,
         "problems": problems,
         "config": {
-            "url": cfg.url, "namespace": cfg.namespace, "submitters": cfg.submitters, "pollers": cfg.pollers,
-            "duration_s": cfg.duration, "drain_timeout_s": cfg.drain_timeout,
-            "max_outstanding": cfg.max_outstanding, "poll_interval_s": cfg.poll_interval,
-            "list_every": cfg.list_every, "cluster_ids": clusters, **seed_args,
+            "url": cfg.url,
+            "namespace": cfg.namespace,
+            "submitters": cfg.submitters,
+            "pollers": cfg.pollers,
+            "duration_s": cfg.duration,
+            "drain_timeout_s": cfg.drain_timeout,
+            "max_outstanding": cfg.max_outstanding,
+            "poll_interval_s": cfg.poll_interval,
+            "list_every": cfg.list_every,
+            "cluster_ids": clusters,
+            **seed_args,
         },
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "timing_s": {"seed": seed_s, "submit": submit_s, "drain": drain_end - submit_s, "total": drain_end},
         "runs": {
             "submitted": len(st.runs),
@@ -481,7 +502,8 @@ def render(rep: dict[str, Any], out: Console) -> None:
         f"[dim]{rep['machine']['cpus']} CPUs, {rep['machine']['platform']}[/]"
     )
     out.print(
-        f"seed {t['seed']:.1f}s · submit {t['submit']:.1f}s · drain {t['drain']:.1f}s · total {t['total']:.1f}s"
+        f"seed {t['seed']:.1f}s · submit {t['submit']:.1f}s · drain {t['drain']:.1f}s · "
+        f"total {t['total']:.1f}s"
     )
 
     tab = Table(title="requests (ms)", title_justify="left")
@@ -489,27 +511,49 @@ def render(rep: dict[str, Any], out: Console) -> None:
         tab.add_column(col, justify="left" if col == "kind" else "right")
     for kind, q in rep["requests"].items():
         share = 100.0 * q["errors"] / max(1, q["n"] + q["errors"])
-        tab.add_row(kind, str(q["n"]), f"{q['per_s']:.1f}", str(q["errors"]), f"{share:.1f}",
-                    ms(q["p50"]), ms(q["p95"]), ms(q["p99"]), ms(q["max"]))
+        tab.add_row(
+            kind,
+            str(q["n"]),
+            f"{q['per_s']:.1f}",
+            str(q["errors"]),
+            f"{share:.1f}",
+            ms(q["p50"]),
+            ms(q["p95"]),
+            ms(q["p99"]),
+            ms(q["max"]),
+        )
     tab.add_section()
-    labels = {"e2e_observed": "submit→terminal (seen)", "e2e_server": "created→completed (server)",
-              "queue_wait": "queue wait (server)", "run_time": "run time (server)"}
+    labels = {
+        "e2e_observed": "e2e seen",
+        "e2e_server": "e2e server",
+        "queue_wait": "queue wait",
+        "run_time": "run time",
+    }
     for name, q in rep["latency_ms"].items():
-        tab.add_row(labels[name], str(q["n"]), "", "", "", ms(q["p50"]), ms(q["p95"]), ms(q["p99"]), ms(q["max"]))
+        tab.add_row(
+            labels[name], str(q["n"]), "", "", "", ms(q["p50"]), ms(q["p95"]), ms(q["p99"]), ms(q["max"])
+        )
     out.print(tab)
-
-    tab = Table(title="runs", title_justify="left")
-    for col in ("submitted", "terminal", "by status", "lost", "stuck", "untracked", "submit/s", "done/s",
-                "throttled", "5xx"):
-        tab.add_column(col, justify="right")
-    tab.add_row(
-        str(runs["submitted"]),
-        f"{runs['terminal']} ({100.0 * runs['terminal'] / max(1, runs['submitted']):.0f}%)",
-        " ".join(f"{k}={v}" for k, v in sorted(runs["by_status"].items())),
-        str(len(runs["lost"])), str(len(runs["stuck"])), str(len(runs["untracked"])),
-        f"{runs['submitted_per_s']:.2f}", f"{runs['completed_per_s']:.2f}",
-        str(sum(rep["throttled"].values())), str(rep["server_errors"]),
+    out.print(
+        "[dim]e2e seen: execute sent → a poll saw it terminal; e2e server: created_at → completed_at;"
+        " queue wait: created_at → started_at; run time: started_at → completed_at[/]"
     )
+
+    n = max(1, runs["submitted"])
+    tab = Table(title="runs", title_justify="left")
+    for col in ("", "count", "share", "", "rate"):
+        tab.add_column(col, justify="left" if col == "" else "right")
+    by = runs["by_status"]
+    rows = [
+        ("submitted", runs["submitted"], "submitted/s", f"{runs['submitted_per_s']:.2f}"),
+        ("terminal", runs["terminal"], "finished/s", f"{runs['completed_per_s']:.2f}"),
+        *((s, by.get(s, 0), "", "") for s in TERMINAL),
+        ("lost", len(runs["lost"]), "throttled (429/503)", str(sum(rep["throttled"].values()))),
+        ("stuck", len(runs["stuck"]), "5xx answers", str(rep["server_errors"])),
+        ("untracked", len(runs["untracked"]), "", ""),
+    ]
+    for name, count, rate_name, rate in rows:
+        tab.add_row(name, str(count), f"{100.0 * count / n:.0f}%", rate_name, rate)
     out.print(tab)
 
     if rep["errors"]:
@@ -529,13 +573,22 @@ def render(rep: dict[str, Any], out: Console) -> None:
         top = max(1, max(s["outstanding"] for s in samples))
         for s in samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else []):
             bar = "█" * round(30 * s["outstanding"] / top)
-            tab.add_row(f"{s['t']:.0f}", str(s["pending"]), str(s["processing"]), str(s["outstanding"]),
-                        str(s["submitted"]), str(s["terminal"]), bar)
+            tab.add_row(
+                f"{s['t']:.0f}",
+                str(s["pending"]),
+                str(s["processing"]),
+                str(s["outstanding"]),
+                str(s["submitted"]),
+                str(s["terminal"]),
+                bar,
+            )
         out.print(tab)
 
     for name in ("lost", "stuck", "failed"):
         if runs[name]:
-            out.print(f"[red]{name}[/]: " + ", ".join(runs[name][:20]) + (" …" if len(runs[name]) > 20 else ""))
+            out.print(
+                f"[red]{name}[/]: " + ", ".join(runs[name][:20]) + (" …" if len(runs[name]) > 20 else "")
+            )
     if rep["ok"]:
         out.print("[bold green]PASS[/]: every submitted run reached a terminal state, no 5xx")
     else:
@@ -568,12 +621,16 @@ def own_server(key: str, startup_timeout: float) -> Iterator[str]:
             deadline = time.monotonic() + startup_timeout
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"server not up after {startup_timeout:g}s:\n{log_path.read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"server not up after {startup_timeout:g}s:\n{log_path.read_text()[-2000:]}"
+                    )
                 time.sleep(0.1)
             yield url
         finally:
@@ -587,7 +644,9 @@ def own_server(key: str, startup_timeout: float) -> Iterator[str]:
 
 
 def main(
-    url: Annotated[str | None, typer.Option(help="a running clusterd; default: start an embedded one")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="a running clusterd; default: start an embedded one")
+    ] = None,
     api_key: Annotated[
         str | None, typer.Option(envvar="CLUSTERD_LOAD_KEY", help="API key (required with --url)")
     ] = None,
@@ -608,7 +667,9 @@ def main(
         int, typer.Option(min=0, help="unfinished runs per submitter before it waits (0 = open loop)")
     ] = 5,
     poll_interval: Annotated[float, typer.Option(min=0.0, help="min seconds between polls of one run")] = 0.2,
-    list_every: Annotated[int, typer.Option(min=0, help="a run list every N polls per poller (0 = never)")] = 10,
+    list_every: Annotated[
+        int, typer.Option(min=0, help="a run list every N polls per poller (0 = never)")
+    ] = 10,
     startup_timeout: Annotated[float, typer.Option(min=1)] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON on stdout")] = False,
 ) -> None:
@@ -617,7 +678,10 @@ def main(
     if url is not None and not api_key:
         raise typer.BadParameter("--api-key (or CLUSTERD_LOAD_KEY) is required with --url")
     seed_args = {
-        "documents": documents, "dims": dims, "clusters": clusters, "algorithm": algorithm,
+        "documents": documents,
+        "dims": dims,
+        "clusters": clusters,
+        "algorithm": algorithm,
         "params": json.loads(params) if params else default_params(algorithm, k),
     }
     key = api_key or "load-" + secrets.token_urlsafe(24)
@@ -625,8 +689,18 @@ def main(
     server = contextlib.nullcontext(url) if url else own_server(key, startup_timeout)
     try:
         with server as base:
-            cfg = Config(base.rstrip("/"), key, ns, submitters, pollers, duration, drain_timeout,
-                         max_outstanding, poll_interval, list_every)
+            cfg = Config(
+                base.rstrip("/"),
+                key,
+                ns,
+                submitters,
+                pollers,
+                duration,
+                drain_timeout,
+                max_outstanding,
+                poll_interval,
+                list_every,
+            )
             bound = duration + drain_timeout + 120  # seeding and the final read-back included
             rep = asyncio.run(asyncio.wait_for(load(cfg, seed_args, quiet=as_json), bound))
     except (RuntimeError, httpx.HTTPError, TimeoutError) as exc:
@@ -635,7 +709,7 @@ def main(
     if as_json:
         print(json.dumps(rep, indent=2))
     else:
-        render(rep, Console())
+        render(rep, Console() if sys.stdout.isatty() else Console(width=100))
     raise typer.Exit(0 if rep["ok"] else 1)
 
 
