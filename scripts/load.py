@@ -83,6 +83,7 @@ class State:
     samples: list[dict[str, Any]] = field(default_factory=list)
     submit_done: bool = False
     submit_end: float | None = None
+    cpu: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -106,6 +107,7 @@ class Config:
     max_outstanding: int
     poll_interval: float
     list_every: int
+    server_pid: int | None = None  # our own server, for its CPU time
 
 
 async def call(
@@ -317,6 +319,16 @@ async def server_runs(c: httpx.AsyncClient, clusters: list[str]) -> tuple[dict[s
     return runs, failures
 
 
+def cpu_seconds(pid: int | None) -> tuple[float, float | None]:
+    """CPU seconds (user + system) of this process and of `pid` (from /proc; None when unreadable)."""
+    server = None
+    if pid is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return time.process_time(), server
+
+
 def seconds_between(a: str | None, b: str | None) -> float | None:
     if not a or not b:
         return None
@@ -343,6 +355,7 @@ async def load(cfg: Config, seed_args: dict[str, Any], quiet: bool) -> dict[str,
         seed_s = time.perf_counter() - t_seed
 
         st = State()
+        cpu0, load0 = cpu_seconds(cfg.server_pid), os.getloadavg()
         show = status_line(st, cfg, quiet)
         with show as update:
             samp = asyncio.create_task(sampler(st, c, clusters, update))
@@ -352,6 +365,14 @@ async def load(cfg: Config, seed_args: dict[str, Any], quiet: bool) -> dict[str,
             st.submit_done, st.submit_end = True, st.now()
             await asyncio.gather(*polls)
             drain_end = st.now()
+            cpu1 = cpu_seconds(cfg.server_pid)
+            server_s = None if cpu1[1] is None or cpu0[1] is None else cpu1[1] - cpu0[1]
+            st.cpu = {
+                "client_cores": (cpu1[0] - cpu0[0]) / max(drain_end, 1e-9),
+                "server_cores": None if server_s is None else server_s / max(drain_end, 1e-9),
+                "loadavg_start": load0[0],
+                "loadavg_end": os.getloadavg()[0],
+            }
             samp.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await samp
@@ -432,6 +453,7 @@ def report(
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
+        "cpu": st.cpu,
         "timing_s": {"seed": seed_s, "submit": submit_s, "drain": drain_end - submit_s, "total": drain_end},
         "runs": {
             "submitted": len(st.runs),
@@ -505,6 +527,13 @@ def render(rep: dict[str, Any], out: Console) -> None:
         f"seed {t['seed']:.1f}s · submit {t['submit']:.1f}s · drain {t['drain']:.1f}s · "
         f"total {t['total']:.1f}s"
     )
+    cpu = rep["cpu"]
+    if cpu:
+        server = "n/a" if cpu["server_cores"] is None else f"{cpu['server_cores']:.2f}"
+        out.print(
+            f"CPU (cores busy, mean): client {cpu['client_cores']:.2f} · server {server}  "
+            f"load average (1 min) {cpu['loadavg_start']:.2f} → {cpu['loadavg_end']:.2f}"
+        )
 
     tab = Table(title="requests (ms)", title_justify="left")
     for col in ("kind", "count", "req/s", "errors", "err %", "p50", "p95", "p99", "max"):
@@ -605,7 +634,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def own_server(key: str, startup_timeout: float) -> Iterator[str]:
+def own_server(key: str, startup_timeout: float) -> Iterator[tuple[str, int | None]]:
     """`python -m api.cli serve` (embedded store and worker) from this checkout on a free loopback
     port, with a temporary data dir and `key` as its admin key; stopped (SIGTERM, then SIGKILL) on exit."""
     with tempfile.TemporaryDirectory(prefix="clusterd-load-") as tmp:
@@ -632,7 +661,7 @@ def own_server(key: str, startup_timeout: float) -> Iterator[str]:
                         f"server not up after {startup_timeout:g}s:\n{log_path.read_text()[-2000:]}"
                     )
                 time.sleep(0.1)
-            yield url
+            yield url, proc.pid
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -686,9 +715,9 @@ def main(
     }
     key = api_key or "load-" + secrets.token_urlsafe(24)
     ns = namespace or f"load-{secrets.token_hex(4)}"
-    server = contextlib.nullcontext(url) if url else own_server(key, startup_timeout)
+    server = contextlib.nullcontext((url, None)) if url else own_server(key, startup_timeout)
     try:
-        with server as base:
+        with server as (base, pid):
             cfg = Config(
                 base.rstrip("/"),
                 key,
@@ -700,6 +729,7 @@ def main(
                 max_outstanding,
                 poll_interval,
                 list_every,
+                pid,
             )
             bound = duration + drain_timeout + 120  # seeding and the final read-back included
             rep = asyncio.run(asyncio.wait_for(load(cfg, seed_args, quiet=as_json), bound))
