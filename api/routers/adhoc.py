@@ -20,6 +20,7 @@ from api.launch import launch_run, run_config
 from api.purge import purge_cluster
 from api.routers.clusters import build_cluster_doc
 from api.schemas.clusters import ClusterCreate
+from api.schemas.errors import V1, error_responses
 from api.schemas.runs import clean
 from core import artifacts
 from core.errors import NotFound, ValidationFailed
@@ -28,7 +29,7 @@ from core.store import clusters, executions
 from core.timeutil import iso
 from core.vectors import decode
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
 
 
 class FeatureVector(BaseModel):
@@ -47,6 +48,16 @@ class AdhocConfig(BaseModel):
     attribute_config: dict[str, Any] | None = None
     description: str | None = None
     preprocessing_steps: list[dict[str, Any]] | None = None
+
+
+class AdhocAccepted(BaseModel):
+    """202: the run goes on; poll the run at `Location`."""
+
+    success: bool
+    status: str
+    run_id: str
+    cluster_id: str
+    task_id: str
 
 
 class AdhocRequest(BaseModel):
@@ -132,7 +143,15 @@ def _vector_create(body: AdhocRequest, feature: str) -> ClusterCreate:
     )
 
 
-@router.post("/v1/clusters/execute", response_model=None)
+@router.post(
+    "/v1/clusters/execute",
+    response_model=None,
+    responses={
+        202: {"model": AdhocAccepted, "description": "Prefer: respond-async, or the wait ran out"},
+        # a failed run answers with its error: 422 for bad input data, else 500
+        **error_responses(500, 503),
+    },
+)
 async def execute_adhoc(
     svc: ServicesDep,
     ns: NamespaceDep,

@@ -12,6 +12,7 @@ from api.listings import document_list
 from api.pagination import PageDep, merge_body
 from api.purge import purge_collection
 from api.schemas.documents import document_out
+from api.schemas.errors import V1, error_responses
 from api.schemas.lists import ListBody
 from core import documents as docval
 from core.errors import NotFound, ValidationFailed
@@ -20,7 +21,7 @@ from core.store import collections, documents
 from core.timeutil import iso
 from core.vectors import VECTOR_NAME_RE, default_feature_uri, storage_name
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
 
 SOURCE_TYPES = {"bucket", "collection", "taxonomy", "cluster", "direct_upsert", "signals", "none"}
 SUPPORTED_SOURCES = {"direct_upsert", "none"}
@@ -81,7 +82,7 @@ def collection_out(doc: dict[str, Any], count: int) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/collections")
+@router.post("/v1/collections", responses=error_responses(409))
 async def create_collection(body: CollectionCreate, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
     if body.source.type not in SOURCE_TYPES:
         raise ValidationFailed(
@@ -159,7 +160,7 @@ async def delete_collection(ident: str, svc: ServicesDep, ns: NamespaceDep) -> d
     return {"success": True, "collection_id": doc["collection_id"], "deleted_documents": deleted}
 
 
-@router.post("/v1/collections/{ident}/documents")
+@router.post("/v1/collections/{ident}/documents", responses=error_responses(409))
 async def create_document(
     ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
