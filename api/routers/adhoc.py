@@ -22,6 +22,7 @@ from api.routers.clusters import build_cluster_doc
 from api.schemas.clusters import ClusterCreate
 from api.schemas.errors import V1, error_responses
 from api.schemas.runs import clean
+from api.schemas.stored import StoredDict, StoredList
 from core import artifacts
 from core.errors import NotFound, ValidationFailed
 from core.models import RunStatus
@@ -41,13 +42,13 @@ class FeatureVector(BaseModel):
 class AdhocConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
     algorithm: str
-    algorithm_params: dict[str, Any] | None = None
+    algorithm_params: StoredDict | None = None
     feature_vector: FeatureVector | None = None
     normalize_features: bool = True
-    llm_labeling: dict[str, Any] | None = None
-    attribute_config: dict[str, Any] | None = None
+    llm_labeling: StoredDict | None = None
+    attribute_config: StoredDict | None = None
     description: str | None = None
-    preprocessing_steps: list[dict[str, Any]] | None = None
+    preprocessing_steps: StoredList | None = None
 
 
 class AdhocAccepted(BaseModel):

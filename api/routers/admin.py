@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import AdminDep, ServicesDep
 from api.pagination import PageDep
 from api.purge import purge_namespace
-from api.schemas.errors import ADMIN, error_responses
+from api.schemas.errors import V1, error_responses
 from core.errors import NotFound, ValidationFailed
 from core.store import api_keys, namespaces
 from core.store.db import ping
 from core.timeutil import iso
 
-router = APIRouter(responses=error_responses(*ADMIN))
+router = APIRouter(responses=error_responses(*V1))
 health_router = APIRouter()  # no auth, no error statuses of its own
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep, resolve_namespace
 from api.listings import document_list
@@ -14,6 +14,8 @@ from api.purge import purge_collection
 from api.schemas.documents import document_out
 from api.schemas.errors import V1, error_responses
 from api.schemas.lists import ListBody
+from api.schemas.stored import Metadata
+from api.schemas.stored import check as _check_stored
 from core import documents as docval
 from core.errors import NotFound, ValidationFailed
 from core.ids import new_document_id
@@ -39,13 +41,18 @@ class SourceIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str = "direct_upsert"
 
+    @model_validator(mode="after")
+    def _storable(self) -> SourceIn:
+        _check_stored(self.model_extra or {})  # the extra keys are stored with the collection
+        return self
+
 
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
     collection_name: str = Field(min_length=3, max_length=100)
     description: str | None = None
     source: SourceIn = Field(default_factory=SourceIn)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     enabled: bool = True
     vector_indexes: list[VectorIndexIn] = Field(default_factory=list, max_length=32)
 

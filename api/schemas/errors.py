@@ -54,6 +54,6 @@ def error_responses(*statuses: int, model: type[BaseModel] = ErrorResponse) -> d
 
 
 # any /v1 route behind auth: key (401), namespace header and scope (400/403/404 for an unknown
-# namespace under STRICT_NAMESPACES), body cap (413, any request with a body) and validation (422)
+# namespace under STRICT_NAMESPACES), a body that cannot be decoded (400: not UTF-8), the body cap
+# (413, any request with a body) and validation (422)
 V1 = (400, 401, 403, 404, 413, 422)
-ADMIN = (401, 403, 404, 413, 422)

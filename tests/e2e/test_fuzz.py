@@ -14,6 +14,7 @@ so they cannot empty the data the other operations are fuzzed against.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.e2e
 
 NS = "fuzz"
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
-EXAMPLES = 12
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
 
 
 class PersistentLifespan:
