@@ -48,7 +48,9 @@ class PatternErrorResponse(BaseModel):
     message: str
 
 
-def error_responses(*statuses: int, model: type[BaseModel] = ErrorResponse) -> dict[int | str, dict[str, Any]]:
+def error_responses(
+    *statuses: int, model: type[BaseModel] = ErrorResponse
+) -> dict[int | str, dict[str, Any]]:
     """`responses=` for FastAPI: each status with its body model."""
     return {s: {"model": model, "description": DESCRIPTIONS[s]} for s in statuses}
 
