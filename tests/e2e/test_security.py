@@ -732,3 +732,26 @@ async def test_keys_are_compared_with_compare_digest(world: World, monkeypatch: 
     assert_error(await world.raw.get("/v1/clusters", headers=h), 401)
     r = await world.raw.post("/patterns/cluster", json={"data": [1, 2, 3]}, headers=h)
     assert r.status_code == 401
+
+
+async def test_unstorable_objects_are_422_not_500(world: World) -> None:
+    """Found by the fuzzer: a NUL in a key (BSON keys are C strings) or an integer beyond 64 bits in
+    a stored free-form object failed the MongoDB write with a 500."""
+    a, h = world.a, world.h(NS_A)
+    vc = {"clustering_method": "kmeans", "feature_uris": ["emb"]}
+    for bad in ({"\u0000": 1}, {"ok": {"x\u0000y": 1}}, {"n": 2**70}, {"xs": [{"n": -(2**64)}]}):
+        for method, path, body in [
+            ("POST", "/v1/collections", {"collection_name": "unstorable", "metadata": bad}),
+            ("POST", "/v1/collections", {"collection_name": "unstorable", "source": {"type": "none", **bad}}),
+            ("POST", "/v1/clusters", {"collection_ids": [a.col], "vector_config": vc, "llm_labeling": bad}),
+            ("POST", "/v1/clusters", {"collection_ids": [a.col], "vector_config": vc, "metadata": bad}),
+            ("PATCH", f"/v1/clusters/{a.cluster}", {"llm_labeling": bad}),
+            ("PATCH", f"/v1/clusters/{a.cluster}", {"metadata": bad}),
+            (
+                "POST",
+                "/v1/clusters/execute",
+                {"collection_ids": [a.col], "config": {**ADHOC, "llm_labeling": bad}},
+            ),
+        ]:
+            r = await world.raw.request(method, path, headers=h, json=body)
+            assert_error(r, 422)
