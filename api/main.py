@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
     )
     errors.install(app)
     for r in (
+        admin.health_router,
         admin.router,
         collections.router,
         adhoc.router,

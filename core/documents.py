@@ -41,6 +41,24 @@ def check_keys(value: Any, loc: str, depth: int = 0) -> None:
         raise ValidationFailed(f"{loc}: integer does not fit in 64 bits (MongoDB's largest integer)")
 
 
+def check_storable(value: Any, loc: str, depth: int = 0) -> None:
+    """What any stored free-form object needs to reach MongoDB: string keys without NUL (BSON keys
+    are C strings), integers within 64 bits, bounded nesting. Looser than `check_keys`: objects such
+    as filters legitimately use dotted keys."""
+    if depth > _MAX_KEY_DEPTH:
+        raise ValidationFailed(f"{loc}: nested deeper than {_MAX_KEY_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or "\x00" in k:
+                raise ValidationFailed(f"{loc}: field names may not contain NUL characters")
+            check_storable(v, f"{loc}.{k}", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_storable(v, f"{loc}[{i}]", depth + 1)
+    elif type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValidationFailed(f"{loc}: integer does not fit in 64 bits (MongoDB's largest integer)")
+
+
 def prepare(
     raw: dict[str, Any],
     *,

@@ -20,7 +20,9 @@ from api.launch import launch_run, run_config
 from api.purge import purge_cluster
 from api.routers.clusters import build_cluster_doc
 from api.schemas.clusters import ClusterCreate
+from api.schemas.errors import V1, error_responses
 from api.schemas.runs import clean
+from api.schemas.stored import StoredDict, StoredList
 from core import artifacts
 from core.errors import NotFound, ValidationFailed
 from core.models import RunStatus
@@ -28,7 +30,7 @@ from core.store import clusters, executions
 from core.timeutil import iso
 from core.vectors import decode
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
 
 
 class FeatureVector(BaseModel):
@@ -40,13 +42,23 @@ class FeatureVector(BaseModel):
 class AdhocConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
     algorithm: str
-    algorithm_params: dict[str, Any] | None = None
+    algorithm_params: StoredDict | None = None
     feature_vector: FeatureVector | None = None
     normalize_features: bool = True
-    llm_labeling: dict[str, Any] | None = None
-    attribute_config: dict[str, Any] | None = None
+    llm_labeling: StoredDict | None = None
+    attribute_config: StoredDict | None = None
     description: str | None = None
-    preprocessing_steps: list[dict[str, Any]] | None = None
+    preprocessing_steps: StoredList | None = None
+
+
+class AdhocAccepted(BaseModel):
+    """202: the run goes on; poll the run at `Location`."""
+
+    success: bool
+    status: str
+    run_id: str
+    cluster_id: str
+    task_id: str
 
 
 class AdhocRequest(BaseModel):
@@ -132,7 +144,15 @@ def _vector_create(body: AdhocRequest, feature: str) -> ClusterCreate:
     )
 
 
-@router.post("/v1/clusters/execute", response_model=None)
+@router.post(
+    "/v1/clusters/execute",
+    response_model=None,
+    responses={
+        202: {"model": AdhocAccepted, "description": "Prefer: respond-async, or the wait ran out"},
+        # a failed run answers with its error: 422 for bad input data, else 500
+        **error_responses(500, 503),
+    },
+)
 async def execute_adhoc(
     svc: ServicesDep,
     ns: NamespaceDep,

@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import AdminDep, ServicesDep
 from api.pagination import PageDep
 from api.purge import purge_namespace
+from api.schemas.errors import V1, error_responses
 from core.errors import NotFound, ValidationFailed
 from core.store import api_keys, namespaces
 from core.store.db import ping
 from core.timeutil import iso
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
+health_router = APIRouter()  # no auth, no error statuses of its own
 
 
 class NamespaceCreate(BaseModel):
@@ -49,7 +51,7 @@ def _key_out(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/health")
+@health_router.get("/v1/health")
 async def health(svc: ServicesDep) -> dict[str, Any]:
     """No auth. `status` is `ok` only when MongoDB, the broker and the artifact store answer."""
     checks: dict[str, Any] = {}
@@ -77,7 +79,7 @@ async def health(svc: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/namespaces")
+@router.post("/v1/namespaces", responses=error_responses(409))
 async def create_namespace(body: NamespaceCreate, svc: ServicesDep, _: AdminDep) -> dict[str, Any]:
     return _ns_out(await namespaces.create(svc.db, name=body.namespace_name))
 

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from api.deps import NamespaceDep, ServicesDep
+from api.schemas.errors import V1, error_responses
 from api.schemas.run_actions import execution_metric, failure_metric, history_summary
 from core.store import clusters, run_analytics
 from core.timeutil import iso, utcnow
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
 
 MAX_FAILURES = 1000
 Hours = Annotated[int, Query(ge=1, le=720, description="hours of history")]

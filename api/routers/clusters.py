@@ -21,6 +21,7 @@ from api.schemas.clusters import (
     normalise_llm,
     vector_settings,
 )
+from api.schemas.errors import V1, error_responses
 from api.schemas.lists import ListBody
 from api.schemas.runs import cluster_metadata, cluster_model, execution_result, task_response
 from core.errors import NotFound, ValidationFailed
@@ -29,7 +30,7 @@ from core.models import ClusterStatus
 from core.store import clusters, collections, executions, namespaces
 from core.timeutil import utcnow
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
 
 
 async def build_cluster_doc(
@@ -94,7 +95,7 @@ def vector_definition(vc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/clusters")
+@router.post("/v1/clusters", responses=error_responses(409))
 async def create_cluster(
     svc: ServicesDep, ns: NamespaceDep, body: Annotated[ClusterCreate | None, Body()] = None
 ) -> dict[str, Any]:
@@ -121,7 +122,7 @@ async def get_cluster(ident: str, svc: ServicesDep, ns: NamespaceDep) -> dict[st
     return cluster_metadata(await clusters.get_or_raise(svc.db, ns=ns, ident=ident))
 
 
-@router.patch("/v1/clusters/{ident}")
+@router.patch("/v1/clusters/{ident}", responses=error_responses(409))
 async def patch_cluster(
     ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[ClusterPatch | None, Body()] = None
 ) -> dict[str, Any]:
@@ -170,7 +171,7 @@ async def delete_cluster(
     return {"success": True, "cluster_id": cluster["cluster_id"], "deleted_executions": deleted}
 
 
-@router.post("/v1/clusters/{ident}/execute")
+@router.post("/v1/clusters/{ident}/execute", responses=error_responses(503))
 async def execute_cluster(
     ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[ExecuteById | None, Body()] = None
 ) -> dict[str, Any]:

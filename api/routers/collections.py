@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep, resolve_namespace
 from api.listings import document_list
 from api.pagination import PageDep, merge_body
 from api.purge import purge_collection
 from api.schemas.documents import document_out
+from api.schemas.errors import V1, error_responses
 from api.schemas.lists import ListBody
+from api.schemas.stored import Metadata
+from api.schemas.stored import check as _check_stored
 from core import documents as docval
 from core.errors import NotFound, ValidationFailed
 from core.ids import new_document_id
@@ -20,7 +23,7 @@ from core.store import collections, documents
 from core.timeutil import iso
 from core.vectors import VECTOR_NAME_RE, default_feature_uri, storage_name
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
 
 SOURCE_TYPES = {"bucket", "collection", "taxonomy", "cluster", "direct_upsert", "signals", "none"}
 SUPPORTED_SOURCES = {"direct_upsert", "none"}
@@ -38,13 +41,18 @@ class SourceIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str = "direct_upsert"
 
+    @model_validator(mode="after")
+    def _storable(self) -> SourceIn:
+        _check_stored(self.model_extra or {})  # the extra keys are stored with the collection
+        return self
+
 
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
     collection_name: str = Field(min_length=3, max_length=100)
     description: str | None = None
     source: SourceIn = Field(default_factory=SourceIn)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     enabled: bool = True
     vector_indexes: list[VectorIndexIn] = Field(default_factory=list, max_length=32)
 
@@ -81,7 +89,7 @@ def collection_out(doc: dict[str, Any], count: int) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/collections")
+@router.post("/v1/collections", responses=error_responses(409))
 async def create_collection(body: CollectionCreate, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
     if body.source.type not in SOURCE_TYPES:
         raise ValidationFailed(
@@ -159,7 +167,7 @@ async def delete_collection(ident: str, svc: ServicesDep, ns: NamespaceDep) -> d
     return {"success": True, "collection_id": doc["collection_id"], "deleted_documents": deleted}
 
 
-@router.post("/v1/collections/{ident}/documents")
+@router.post("/v1/collections/{ident}/documents", responses=error_responses(409))
 async def create_document(
     ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:

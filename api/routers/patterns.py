@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect
 
 from api.body_limit import BodyTooLarge
 from api.deps import get_services
+from api.schemas.errors import PatternErrorResponse, error_responses
 from core.store import api_keys
 
 log = logging.getLogger("clusterd.api")
@@ -346,6 +347,7 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "/patterns/cluster",
     tags=["patterns"],
     summary="Cluster an inline matrix (kmeans or dbscan)",
+    responses=error_responses(400, 401, 413, 500, model=PatternErrorResponse),
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}
     },

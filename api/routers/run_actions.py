@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from api.deps import NamespaceDep, Services, ServicesDep
+from api.schemas.errors import V1, error_responses
 from api.schemas.run_actions import LabelsPatch, RunNamePatch
 from core import artifacts, exports
 from core.errors import BadRequest, NotFound, PayloadTooLarge, ValidationFailed
@@ -18,7 +19,7 @@ from core.store import clusters, executions, run_state
 
 log = logging.getLogger("clusterd.api")
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(*V1))
 
 RUN = "/v1/clusters/{ident}/executions/{run_id}"
 CSV_MAX_ROWS = 100_000
@@ -117,7 +118,17 @@ def _csv(store: artifacts.ArtifactStore, run: dict[str, Any], cluster_label: str
     return exports.to_csv(table)
 
 
-@router.get(RUN + "/export", response_model=None)
+@router.get(
+    RUN + "/export",
+    response_model=None,
+    responses={
+        200: {
+            "description": "parquet: a download link (JSON); csv: the rows",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        **error_responses(503),
+    },
+)
 async def export_execution(
     ident: str,
     run_id: str,
@@ -155,7 +166,19 @@ async def export_execution(
     return {"format": "parquet", "run_id": run_id, "download_url": url, "expires_in": EXPORT_URL_TTL_S}
 
 
-@router.get(RUN + "/export/file", name="export_execution_file", response_model=None)
+@router.get(
+    RUN + "/export/file",
+    name="export_execution_file",
+    response_model=None,
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the parquet file",
+            "content": {artifacts.PARQUET_CONTENT_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        **error_responses(503),
+    },
+)
 async def export_execution_file(ident: str, run_id: str, svc: ServicesDep, ns: NamespaceDep) -> Response:
     """The parquet written by the last `…/export?format=parquet` of this run."""
     cluster_id = await _cluster_id(svc, ns, ident)
@@ -173,7 +196,7 @@ async def export_execution_file(ident: str, run_id: str, svc: ServicesDep, ns: N
     )
 
 
-@router.patch(RUN + "/labels")
+@router.patch(RUN + "/labels", responses=error_responses(409))
 async def patch_labels(
     ident: str, run_id: str, body: LabelsPatch, svc: ServicesDep, ns: NamespaceDep
 ) -> dict[str, Any]:

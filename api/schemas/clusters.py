@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.stored import Metadata, StoredDict
 from core.algorithms import get_algorithm, supported_algorithms, validate_params
 from core.errors import ValidationFailed
 from core.models import ClusteringAlgorithm
@@ -49,34 +50,34 @@ class ClusterCreate(BaseModel):
     source_cluster_ids: list[str] | None = None
     cluster_name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     cluster_type: Literal["vector", "attribute"] | None = None
-    vector_config: dict[str, Any] | None = None
-    attribute_config: dict[str, Any] | None = None
-    filters: dict[str, Any] | None = None
-    llm_labeling: dict[str, Any] | None = None
+    vector_config: StoredDict | None = None
+    attribute_config: StoredDict | None = None
+    filters: StoredDict | None = None
+    llm_labeling: StoredDict | None = None
 
 
 class ClusterPatch(BaseModel):
     model_config = ConfigDict(extra="ignore")
     cluster_name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = None
-    metadata: dict[str, Any] | None = None
-    llm_labeling: dict[str, Any] | None = None
-    filters: dict[str, Any] | None = None
+    metadata: Metadata | None = None
+    llm_labeling: StoredDict | None = None
+    filters: StoredDict | None = None
     sample_size: int | None = Field(None, ge=1, le=1_000_000)
-    algorithm_params: dict[str, Any] | None = None
+    algorithm_params: StoredDict | None = None
     layout_stability: Literal["none", "transform", "align"] | None = None
 
 
 class ExecuteById(BaseModel):
     model_config = ConfigDict(extra="ignore")
     mode: Literal["full", "assign", "composite"] = "full"
-    filters: dict[str, Any] | None = None
+    filters: StoredDict | None = None
     sample_size: int | None = Field(None, ge=1, le=1_000_000)
     vis_n_components: Literal[2, 3] | None = None
     layout_stability: Literal["none", "transform", "align"] | None = None
-    llm_labeling: dict[str, Any] | None = None
+    llm_labeling: StoredDict | None = None
     defer_visualization: bool | None = None
 
 
