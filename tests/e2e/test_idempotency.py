@@ -89,7 +89,7 @@ async def test_keys_are_scoped_per_namespace(api: Api) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", " " * 0 + "x" * 256, "tab\there", b"caf\xc3\xa9"],
+    ["", "x" * 256, "tab\there", b"caf\xc3\xa9"],
     ids=["empty", "too-long", "control-char", "non-ascii"],
 )
 async def test_malformed_key_is_400_naming_the_header(api: Api, value: str | bytes) -> None:
@@ -199,10 +199,8 @@ async def test_expired_key_may_start_a_new_run(make_settings: Any) -> None:
 
 async def test_adhoc_execute_replays_the_same_run(api: Api) -> None:
     col, _ = await api.make_collection()
-    body = {
-        "collection_ids": [col],
-        "config": {"algorithm": "kmeans", "algorithm_params": {"n_clusters": 3}, "feature_vector": {"vector_name": "emb"}},
-    }  # fmt: skip
+    config = {"algorithm": "kmeans", "algorithm_params": {"n_clusters": 3}}
+    body = {"collection_ids": [col], "config": config | {"feature_vector": {"vector_name": "emb"}}}
     first = await api.client.post("/v1/clusters/execute", headers=keyed(api, "adhoc-1"), json=body)
     assert first.status_code == 200, first.text
     again = await api.client.post("/v1/clusters/execute", headers=keyed(api, "adhoc-1"), json=body)
