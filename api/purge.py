@@ -10,7 +10,10 @@ from core.store import api_keys, clusters, collections, documents, executions, i
 
 
 async def purge_cluster(svc: Any, ns: str, cluster_id: str) -> int:
-    """Cancel in-flight runs (the worker's fence then drops their writes), remove runs and artifacts."""
+    """Cancel in-flight runs (the worker's fence then drops their writes), remove runs, artifacts
+    and idempotency keys. A run already saving (`finalizing`) is canceled too: its uploads may
+    land after the prefix is removed here, and the worker deletes them when its completion fence
+    fails (worker.execution._discard_artifacts)."""
     await executions.cancel_active(svc.db, ns=ns, cluster_id=cluster_id)
     deleted = await executions.delete_for_cluster(svc.db, ns=ns, cluster_id=cluster_id)
     await asyncio.to_thread(svc.artifacts.delete_prefix, artifacts.cluster_prefix(ns, cluster_id))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, Api, free_port, redis_available, serve_asgi
+from tests.conftest import ADMIN_KEY, REDIS_URL, Api, free_port, redis_available, serve_asgi
 from tests.e2e.run_helpers import assert_error
 
 pytestmark = pytest.mark.e2e
@@ -217,3 +217,35 @@ async def test_adhoc_execute_replays_the_same_run(api: Api) -> None:
         f"/v1/clusters/{first.json()['cluster_id']}/execute", headers=keyed(api, "adhoc-1")
     )
     assert_error(by_id, 409, "conflict", "idempotency_key_reused")
+
+
+def test_sdk_passes_the_key_per_call(live_server: str) -> None:
+    """The mixpeek SDK has no Idempotency-Key parameter; `_headers` carries it on one call."""
+    import mixpeek
+    from mixpeek.models.create_cluster_request import CreateClusterRequest
+    from mixpeek.models.create_collection_request import CreateCollectionRequest
+
+    cfg = mixpeek.Configuration(
+        host=live_server, access_token=ADMIN_KEY, api_key={"NamespaceHeader": "sdk-idem"}
+    )
+    client = mixpeek.ApiClient(cfg)
+    col = mixpeek.CollectionsApi(client).create_collection(
+        CreateCollectionRequest.from_dict(
+            {"collection_name": "idem-points", "source": {"type": "direct_upsert"}}
+        )
+    )
+    clusters = mixpeek.ClustersApi(client)
+    meta = clusters.create_cluster(
+        CreateClusterRequest.from_dict(
+            {
+                "collection_ids": [col.collection_id],
+                "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"]},
+            }
+        )
+    )
+    first = clusters.execute_clustering_clusters(meta.cluster_id, _headers={KEY: "sdk-retry"})
+    again = clusters.execute_clustering_clusters(meta.cluster_id, _headers={KEY: "sdk-retry"})
+    other = clusters.execute_clustering_clusters(meta.cluster_id)
+    assert first is not None and again is not None and other is not None
+    assert again.additional_data["run_id"] == first.additional_data["run_id"]
+    assert other.additional_data["run_id"] != first.additional_data["run_id"]
