@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import ClusterdError
@@ -36,6 +37,12 @@ TYPE_BY_STATUS = {v: k for k, v in STATUS.items()} | {
     415: "unsupported_media_type",
 }
 MAX_ERRORS = 20
+RETRY_AFTER_S = 5
+# the database is down, unreachable or too slow to answer: worth a retry, never a 500
+# (ConnectionFailure covers AutoReconnect, NotPrimaryError, NetworkTimeout,
+# ServerSelectionTimeoutError and WaitQueueTimeoutError)
+DB_UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+DB_UNAVAILABLE_MESSAGE = "database unavailable, retry later"
 
 
 def error_body(
@@ -51,7 +58,19 @@ def error_body(
 
 def error_response(status: int, message: str, **kw: Any) -> JSONResponse:
     headers = kw.pop("headers", None)
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}
     return JSONResponse(error_body(status, message, **kw), status_code=status, headers=headers)
+
+
+def database_error(exc: PyMongoError) -> tuple[int, str]:
+    """(status, client message) for a MongoDB error. Host names, server messages and tracebacks
+    stay in the server log."""
+    if isinstance(exc, DB_UNAVAILABLE):
+        log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return 503, DB_UNAVAILABLE_MESSAGE
+    log.error("database error", exc_info=exc)
+    return 500, "internal error: a database operation failed"
 
 
 def _loc(loc: Any) -> str:
@@ -110,6 +129,11 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such route"
         return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(PyMongoError)
+    async def _database(_: Request, exc: PyMongoError) -> JSONResponse:
+        status, message = database_error(exc)
+        return error_response(status, message)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

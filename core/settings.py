@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     )
     pull_batch_size: int = Field(2000, ge=1)
     metrics_sample_size: int = Field(10_000, ge=100)
+    idempotency_ttl_s: int = Field(
+        86_400, ge=1, description="how long an Idempotency-Key is remembered (then it may be reused)"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

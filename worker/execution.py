@@ -12,6 +12,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from core import artifacts
 from core.errors import ClusterdError, RunDataError, ServiceUnavailable
 from core.models import FailureCategory, RunStatus
 from core.pipeline import RunCanceled
@@ -53,11 +54,14 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
             attempt=attempt,
             tb=traceback.format_exc(),
         )
+        if progress.finalizing:  # e.g. members.parquet failed after clusters.parquet was written
+            await _discard_artifacts(rt, run)
         return "failed"
     finally:
         heartbeat.cancel()
     if not await executions.complete(rt.db, run_id=run_id, attempt=attempt, fields=fields):
         log.warning("run %s lost its fence before completing (canceled or taken over)", run_id)
+        await _discard_artifacts(rt, run)
         return "lost"
     await _mirror(
         rt,
@@ -88,6 +92,25 @@ async def fail_run(
     tb: str | None = None,
 ) -> None:
     await run_state.fail(rt.db, run_id=run_id, message=message, category=category, attempt=attempt, tb=tb)
+
+
+async def _discard_artifacts(rt: Runtime, run: dict[str, Any]) -> None:
+    """This attempt wrote artifacts but did not complete the run: remove them unless the run
+    still belongs to someone (another attempt took it over and writes the same keys, or
+    completed with them). A failed, canceled or deleted run never gets another writer, so its
+    files can only be leftovers; e.g. a cluster deleted while its run was saving, whose purge
+    ran before this attempt's writes landed. Best effort: a store that is down keeps them."""
+    run_id = run["run_id"]
+    try:
+        doc = await executions.get(rt.db, run_id=run_id)
+        if doc is not None and doc["status"] not in (RunStatus.FAILED.value, RunStatus.CANCELED.value):
+            return
+        prefix = artifacts.run_prefix(run["namespace_id"], run["cluster_id"], run_id)
+        removed = await asyncio.to_thread(rt.artifacts.delete_prefix, prefix)
+        if removed:
+            log.info("run %s: removed %d artifact(s) of an attempt that did not complete", run_id, removed)
+    except Exception as exc:
+        log.warning("run %s: could not remove its partial artifacts: %s: %s", run_id, type(exc).__name__, exc)
 
 
 async def _heartbeat(progress: Progress) -> None:

@@ -19,6 +19,7 @@ class Progress:
     def __init__(self, rt: Runtime, run_id: str, attempt: int):
         self.rt, self.run_id, self.attempt = rt, run_id, attempt
         self.lost = False
+        self.finalizing = False  # past the commit point: artifacts may have been written
 
     async def report(self, stage: str, fraction: float) -> None:
         ok = await executions.report_progress(
@@ -42,6 +43,7 @@ class Progress:
         if not await executions.begin_finalizing(self.rt.db, run_id=self.run_id, attempt=self.attempt):
             self.lost = True
             raise RunCanceled("finalize")
+        self.finalizing = True
 
     def from_thread(self, stage: str, fraction: float) -> None:
         """Called by the pipeline in its worker thread; the database lives on the loop."""

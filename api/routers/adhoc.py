@@ -10,12 +10,13 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Header, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import NamespaceDep, ServicesDep
 from api.errors import error_response
+from api.idempotency import IdempotencyKeyDep, fingerprint, launch_once
 from api.launch import launch_run, run_config
 from api.purge import purge_cluster
 from api.routers.clusters import build_cluster_doc
@@ -157,6 +158,8 @@ async def execute_adhoc(
     svc: ServicesDep,
     ns: NamespaceDep,
     body: Annotated[AdhocRequest, Body()],
+    key: IdempotencyKeyDep,
+    response: Response,
     prefer: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any] | JSONResponse:
     cfg = body.config
@@ -177,16 +180,25 @@ async def execute_adhoc(
         raise ValidationFailed("config.feature_vector: vector_name or feature_address is required")
     else:
         create = _vector_create(body, feature)
-    doc = await build_cluster_doc(svc, ns, create, hidden=True)
-    doc["adhoc"] = True
-    cluster = await clusters.create(svc.db, doc=doc)
-    config = run_config(
-        cluster,
-        sample_size=body.sample_size,
-        compute_metrics=body.compute_metrics,
-        save_artifacts=body.save_artifacts or body.include_members,
+
+    async def launch() -> dict[str, Any]:
+        doc = await build_cluster_doc(svc, ns, create, hidden=True)
+        doc["adhoc"] = True
+        cluster = await clusters.create(svc.db, doc=doc)
+        config = run_config(
+            cluster,
+            sample_size=body.sample_size,
+            compute_metrics=body.compute_metrics,
+            save_artifacts=body.save_artifacts or body.include_members,
+        )
+        return await launch_run(svc, ns=ns, cluster=cluster, config=config)
+
+    # a replay answers from the same run: finished, still running (202) or failed
+    launched = await launch_once(
+        svc, ns=ns, key=key, fingerprint=fingerprint("adhoc", "", body), launch=launch
     )
-    run = await launch_run(svc, ns=ns, cluster=cluster, config=config)
+    run, replay_headers = launched.run, launched.headers()
+    response.headers.update(replay_headers)
     wants_async = prefer is not None and "respond-async" in prefer.lower()
     if not wants_async:
         run = await _wait(svc, run["run_id"], svc.settings.adhoc_wait_s)
@@ -202,9 +214,8 @@ async def execute_adhoc(
                 "task_id": run["task_id"],
             },
             status_code=202,
-            headers={"Location": location, "Preference-Applied": "respond-async"}
-            if wants_async
-            else {"Location": location},
+            headers={"Location": location, **replay_headers}
+            | ({"Preference-Applied": "respond-async"} if wants_async else {}),
         )
     if status != RunStatus.COMPLETED:
         if not body.store_results:
@@ -216,6 +227,7 @@ async def execute_adhoc(
             run.get("error_message") or f"run {status.value}",
             code=f"run_{status.value}",
             details={"run_id": run["run_id"], "cluster_id": run["cluster_id"], "failure_category": category},
+            headers=replay_headers or None,
         )
     members = await asyncio.to_thread(_members, svc, run) if body.include_members else None
     out = _finished_body(run, members, body.save_artifacts)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+from pymongo.errors import PyMongoError
 
 from api.deps import AdminDep, ServicesDep
+from api.errors import DB_UNAVAILABLE_MESSAGE
 from api.pagination import PageDep
 from api.purge import purge_namespace
 from api.schemas.errors import V1, error_responses
@@ -16,6 +19,8 @@ from core.errors import NotFound, ValidationFailed
 from core.store import api_keys, namespaces
 from core.store.db import ping
 from core.timeutil import iso
+
+log = logging.getLogger("clusterd.api")
 
 router = APIRouter(responses=error_responses(*V1))
 health_router = APIRouter()  # no auth, no error statuses of its own
@@ -58,6 +63,9 @@ async def health(svc: ServicesDep) -> dict[str, Any]:
     try:
         await asyncio.wait_for(ping(svc.db), 5)
         checks["mongodb"] = {"status": "ok"}
+    except (PyMongoError, TimeoutError) as exc:  # no auth here: no host names or server messages
+        log.warning("health: database check failed: %s: %s", type(exc).__name__, exc)
+        checks["mongodb"] = {"status": "error", "error": DB_UNAVAILABLE_MESSAGE}
     except Exception as exc:
         checks["mongodb"] = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep
+from api.idempotency import IdempotencyKeyDep, fingerprint, launch_once
 from api.launch import launch_run, run_config
 from api.listings import cluster_list, run_list
 from api.pagination import PageDep
@@ -173,7 +174,12 @@ async def delete_cluster(
 
 @router.post("/v1/clusters/{ident}/execute", responses=error_responses(503))
 async def execute_cluster(
-    ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[ExecuteById | None, Body()] = None
+    ident: str,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    key: IdempotencyKeyDep,
+    response: Response,
+    body: Annotated[ExecuteById | None, Body()] = None,
 ) -> dict[str, Any]:
     cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
     body = body or ExecuteById()
@@ -183,10 +189,16 @@ async def execute_cluster(
     if body.filters is not None:  # this run only; the definition keeps its own
         check_document_filters(body.filters, "filters")
         overrides["filters"] = body.filters
-    run = await launch_run(
-        svc, ns=ns, cluster=cluster, config=run_config(cluster, sample_size=body.sample_size, **overrides)
+    config = run_config(cluster, sample_size=body.sample_size, **overrides)
+    launched = await launch_once(
+        svc,
+        ns=ns,
+        key=key,
+        fingerprint=fingerprint("execute", cluster["cluster_id"], body),
+        launch=lambda: launch_run(svc, ns=ns, cluster=cluster, config=config),
     )
-    return task_response(run)
+    response.headers.update(launched.headers())
+    return task_response(launched.run)
 
 
 @router.get("/v1/clusters/{ident}/executions")

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
 from sklearn.cluster import DBSCAN, KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import euclidean_distances, silhouette_score
@@ -24,6 +25,7 @@ from starlette.requests import ClientDisconnect
 
 from api.body_limit import BodyTooLarge
 from api.deps import get_services
+from api.errors import RETRY_AFTER_S, database_error
 from api.schemas.errors import PatternErrorResponse, error_responses
 from core.store import api_keys
 
@@ -372,6 +374,11 @@ async def cluster_patterns(request: Request) -> JSONResponse:
         return exc.response()
     except ClientDisconnect:
         return _error(400, "invalid_request", "body: the client disconnected before sending it")
+    except PyMongoError as exc:  # the key check reads the key store
+        status, message = database_error(exc)
+        if status == 503:
+            return _error(503, "service_unavailable", message, headers={"Retry-After": str(RETRY_AFTER_S)})
+        return _error(500, "internal_error", message)
     except Exception as exc:
         log.exception("POST /patterns/cluster failed")
         return _error(500, "internal_error", f"internal error while clustering ({type(exc).__name__})")

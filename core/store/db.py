@@ -100,6 +100,13 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ),
         ([("metrics.$**", 1)], {}),
     ],
+    # core.store.idempotency: one key per namespace; MongoDB's TTL monitor drops a record once
+    # its own `expires_at` has passed (expiry is per record, so the setting needs no index rebuild)
+    "idempotency_keys": [
+        ([_NS, ("key", 1)], {"unique": True}),
+        ([_NS, ("cluster_id", 1)], {}),
+        ([("expires_at", 1)], {"expireAfterSeconds": 0}),
+    ],
 }
 
 
