@@ -82,6 +82,12 @@ def run_prefix(namespace_id: str, cluster_id: str, run_id: str) -> str:
     return f"{namespace_id}/{cluster_id}/{run_id}/"
 
 
+def attempt_prefix(namespace_id: str, cluster_id: str, run_id: str, attempt: int) -> str:
+    """Where one attempt writes: a stale copy of a redelivered run (its fence already lost)
+    can never overwrite or remove the files the run's current attempt points at."""
+    return f"{run_prefix(namespace_id, cluster_id, run_id)}attempt-{int(attempt)}/"
+
+
 def cluster_prefix(namespace_id: str, cluster_id: str) -> str:
     return f"{namespace_id}/{cluster_id}/"
 

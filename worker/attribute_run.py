@@ -102,7 +102,7 @@ def _records(g: AttributeGrouping, doc_ids: np.ndarray, col_ids: np.ndarray) -> 
 def _write(
     rt: Runtime, run: dict[str, Any], g: AttributeGrouping, doc_ids: np.ndarray, col_ids: np.ndarray
 ) -> dict[str, Any]:
-    prefix = artifacts.run_prefix(run["namespace_id"], run["cluster_id"], run["run_id"])
+    prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run["run_id"], run["attempts"])
     ctable = artifacts.clusters_table(
         [c.cluster_id for c in g.clusters],
         [c.label for c in g.clusters],

@@ -95,17 +95,13 @@ async def fail_run(
 
 
 async def _discard_artifacts(rt: Runtime, run: dict[str, Any]) -> None:
-    """This attempt wrote artifacts but did not complete the run: remove them unless the run
-    still belongs to someone (another attempt took it over and writes the same keys, or
-    completed with them). A failed, canceled or deleted run never gets another writer, so its
-    files can only be leftovers; e.g. a cluster deleted while its run was saving, whose purge
-    ran before this attempt's writes landed. Best effort: a store that is down keeps them."""
+    """This attempt wrote artifacts but did not complete the run (it failed while saving, lost
+    its fence, or its cluster was deleted meanwhile): remove them. Each attempt writes under its
+    own prefix, so no other attempt's files are touched. Best effort: a store that is down keeps
+    them (they are never referenced by a run)."""
     run_id = run["run_id"]
+    prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run_id, run["attempts"])
     try:
-        doc = await executions.get(rt.db, run_id=run_id)
-        if doc is not None and doc["status"] not in (RunStatus.FAILED.value, RunStatus.CANCELED.value):
-            return
-        prefix = artifacts.run_prefix(run["namespace_id"], run["cluster_id"], run_id)
         removed = await asyncio.to_thread(rt.artifacts.delete_prefix, prefix)
         if removed:
             log.info("run %s: removed %d artifact(s) of an attempt that did not complete", run_id, removed)

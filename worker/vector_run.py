@@ -163,7 +163,7 @@ def _centroid_records(
 def _write_artifacts(
     rt: Runtime, run: dict[str, Any], result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
 ) -> dict[str, Any]:
-    prefix = artifacts.run_prefix(run["namespace_id"], run["cluster_id"], run["run_id"])
+    prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run["run_id"], run["attempts"])
     label_to_id = {c.label_value: c.cluster_id for c in result.clusters}
     centroids = (
         np.stack([c.centroid for c in result.clusters]) if result.clusters else np.empty((0, 0), np.float32)

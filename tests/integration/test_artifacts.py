@@ -21,6 +21,7 @@ from core.artifacts import (
     ArtifactStore,
     LocalArtifactStore,
     S3ArtifactStore,
+    attempt_prefix,
     cluster_prefix,
     clusters_table,
     make_artifact_store,
@@ -103,6 +104,7 @@ def test_prefix_helpers() -> None:
     assert cluster_prefix("ns", "clust_1") == "ns/clust_1/"
     assert namespace_prefix("ns") == "ns/"
     assert run_prefix("ns", "clust_1", "run_1").startswith(cluster_prefix("ns", "clust_1"))
+    assert attempt_prefix("ns", "clust_1", "run_1", 2) == "ns/clust_1/run_1/attempt-2/"
     assert cluster_prefix("ns", "clust_1").startswith(namespace_prefix("ns"))
 
 

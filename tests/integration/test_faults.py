@@ -131,7 +131,7 @@ async def test_pool_child_killed_mid_run_is_redelivered_and_completes(tier: Tier
     print(f"\n[fault] pool child SIGKILL -> completed in {time.monotonic() - killed:.1f} s")
     assert run["status"] == "completed", run
     assert run["attempts"] == 2  # the killed attempt, then the reconciler's requeue
-    assert _artifacts_exist(tier, run)
+    assert _artifacts_exist(tier, run) and "/attempt-2/" in run["members_key"]
     cluster = (await tier.api.client.get(f"/v1/clusters/{cid}", headers=tier.api.h())).json()
     assert cluster["status"] == "COMPLETED" and cluster["last_run_id"] == run_id
 
