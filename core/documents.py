@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,39 +23,42 @@ class PreparedDocument:
     vectors: dict[str, np.ndarray]
 
 
-def check_keys(value: Any, loc: str, depth: int = 0) -> None:
+def check_keys(value: Any, loc: str) -> None:
     """MongoDB field names may not start with '$' or contain '.', and integers must fit in 64 bits;
     reject violations with their path."""
-    if depth > _MAX_KEY_DEPTH:
-        raise ValidationFailed(f"{loc}: nested deeper than {_MAX_KEY_DEPTH} levels")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str) or not k or k.startswith("$") or "." in k or "\x00" in k:
-                raise ValidationFailed(
-                    f"{loc}.{k}: field names may not be empty, start with '$' or contain '.'"
-                )
-            check_keys(v, f"{loc}.{k}", depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            check_keys(v, f"{loc}[{i}]", depth + 1)
-    elif type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
-        raise ValidationFailed(f"{loc}: integer does not fit in 64 bits (MongoDB's largest integer)")
+    _check_tree(value, loc, 0, _document_key_error)
 
 
-def check_storable(value: Any, loc: str, depth: int = 0) -> None:
+def check_storable(value: Any, loc: str) -> None:
     """What any stored free-form object needs to reach MongoDB: string keys without NUL (BSON keys
     are C strings), integers within 64 bits, bounded nesting. Looser than `check_keys`: objects such
     as filters legitimately use dotted keys."""
+    _check_tree(value, loc, 0, _storable_key_error)
+
+
+def _document_key_error(k: object, loc: str) -> str | None:
+    if not isinstance(k, str) or not k or k.startswith("$") or "." in k or "\x00" in k:
+        return f"{loc}.{k}: field names may not be empty, start with '$' or contain '.'"
+    return None
+
+
+def _storable_key_error(k: object, loc: str) -> str | None:
+    if not isinstance(k, str) or "\x00" in k:
+        return f"{loc}: field names may not contain NUL characters"
+    return None
+
+
+def _check_tree(value: Any, loc: str, depth: int, key_error: Callable[[object, str], str | None]) -> None:
     if depth > _MAX_KEY_DEPTH:
         raise ValidationFailed(f"{loc}: nested deeper than {_MAX_KEY_DEPTH} levels")
     if isinstance(value, dict):
         for k, v in value.items():
-            if not isinstance(k, str) or "\x00" in k:
-                raise ValidationFailed(f"{loc}: field names may not contain NUL characters")
-            check_storable(v, f"{loc}.{k}", depth + 1)
+            if (problem := key_error(k, loc)) is not None:
+                raise ValidationFailed(problem)
+            _check_tree(v, f"{loc}.{k}", depth + 1, key_error)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            check_storable(v, f"{loc}[{i}]", depth + 1)
+            _check_tree(v, f"{loc}[{i}]", depth + 1, key_error)
     elif type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
         raise ValidationFailed(f"{loc}: integer does not fit in 64 bits (MongoDB's largest integer)")
 

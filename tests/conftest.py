@@ -179,19 +179,24 @@ def s3_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         }
 
 
+def redis_settings(make_settings: Any, s3_settings: dict[str, Any], **kw: Any) -> Settings:
+    """The production topology's settings on the shared Redis (a private queue) and moto S3."""
+    assert redis_available(), "these tests need Redis on 127.0.0.1:6379 (scripts/test.sh starts it)"
+    return make_settings(  # type: ignore[no-any-return]
+        broker_url=REDIS_URL,
+        queue_name=f"clusterd-test-{uuid.uuid4().hex[:8]}",
+        embedded_worker=False,
+        **s3_settings,
+        **kw,
+    )
+
+
 @pytest.fixture
 async def redis_api(make_settings: Any, s3_settings: dict[str, Any]) -> AsyncIterator[Api]:
     """Production topology in one process: Redis broker, a real Celery worker (start_worker), S3 on moto."""
     from celery.contrib.testing.worker import start_worker
 
-    assert redis_available(), "these tests need Redis on 127.0.0.1:6379 (scripts/test.sh starts it)"
-    settings = make_settings(
-        broker_url=REDIS_URL,
-        queue_name=f"clusterd-test-{uuid.uuid4().hex[:8]}",
-        embedded_worker=False,
-        **s3_settings,
-    )
-    async with serve_asgi(settings) as a:
+    async with serve_asgi(redis_settings(make_settings, s3_settings)) as a:
         celery_app = a.app.state.services.celery
         cm = start_worker(
             celery_app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30

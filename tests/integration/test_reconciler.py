@@ -14,7 +14,7 @@ import pytest
 
 from api.reaper import reap_once
 from core.store import executions
-from tests.conftest import REDIS_URL, Api, redis_available, serve_asgi
+from tests.conftest import REDIS_URL, Api, redis_settings, serve_asgi
 from worker import broker_queue
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
@@ -22,24 +22,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 @pytest.fixture
 async def queued_api(make_settings: Any, s3_settings: dict[str, Any]) -> AsyncIterator[Api]:
-    import uuid
-
-    assert redis_available(), "these tests need Redis on 127.0.0.1:6379 (scripts/test.sh starts it)"
-    settings = make_settings(
-        broker_url=REDIS_URL,
-        queue_name=f"clusterd-test-{uuid.uuid4().hex[:8]}",
-        embedded_worker=False,
-        republish_after_s=0.2,
-        reaper_interval_s=3600,  # passes are driven by the test
-        **s3_settings,
-    )
+    # passes are driven by the test, not the API's loop
+    settings = redis_settings(make_settings, s3_settings, republish_after_s=0.2, reaper_interval_s=3600)
     async with serve_asgi(settings) as a:
-        r = broker_queue.client(REDIS_URL)
         try:
             yield a
         finally:
-            r.delete(*broker_queue.queue_keys(settings.queue_name))
-            r.close()
+            _lose_messages(settings.queue_name)
+
+
+def _lose_messages(queue: str) -> None:
+    """What a Redis restart without persistence does to a queue."""
+    r = broker_queue.client(REDIS_URL)
+    try:
+        r.delete(*broker_queue.queue_keys(queue))
+    finally:
+        r.close()
 
 
 async def _submit(api: Api, n: int) -> tuple[str, list[str]]:
@@ -51,6 +49,15 @@ async def _submit(api: Api, n: int) -> tuple[str, list[str]]:
         assert r.status_code == 200, r.text
         ids.append(r.json()["additional_data"]["run_id"])
     return cid, ids
+
+
+async def _lost_runs(api: Api, n: int) -> tuple[Any, str, str, list[str]]:
+    """n pending runs whose messages Redis lost, older than republish_after_s."""
+    svc = api.app.state.services
+    cid, ids = await _submit(api, n)
+    _lose_messages(svc.settings.queue_name)
+    await asyncio.sleep(0.3)
+    return svc, svc.settings.queue_name, cid, ids
 
 
 def _queued(queue: str) -> set[str]:
@@ -71,7 +78,7 @@ async def test_queued_runs_are_left_alone_and_lost_ones_republished_once(queued_
     assert (await reap_once(svc))["republished"] == 0
     assert len(broker_queue.client(REDIS_URL).lrange(queue, 0, -1)) == 3
 
-    broker_queue.client(REDIS_URL).delete(*broker_queue.queue_keys(queue))  # what a restart does
+    _lose_messages(queue)
     assert _queued(queue) == set()
     assert (await reap_once(svc))["republished"] == 3
     assert _queued(queue) == set(ids)
@@ -85,11 +92,7 @@ async def test_queued_runs_are_left_alone_and_lost_ones_republished_once(queued_
 
 
 async def test_only_one_reconciler_acts_at_a_time(queued_api: Api) -> None:
-    svc = queued_api.app.state.services
-    queue = svc.settings.queue_name
-    _, ids = await _submit(queued_api, 4)
-    broker_queue.client(REDIS_URL).delete(*broker_queue.queue_keys(queue))
-    await asyncio.sleep(0.3)
+    svc, queue, _, _ = await _lost_runs(queued_api, 4)
     lock = broker_queue.reconciler_lock(broker_queue.client(REDIS_URL), queue, 30)
     assert lock.acquire()  # another API process is mid-pass
     try:
@@ -104,11 +107,7 @@ async def test_only_one_reconciler_acts_at_a_time(queued_api: Api) -> None:
 async def test_republished_runs_complete(queued_api: Api) -> None:
     from celery.contrib.testing.worker import start_worker
 
-    svc = queued_api.app.state.services
-    queue = svc.settings.queue_name
-    cid, ids = await _submit(queued_api, 2)
-    broker_queue.client(REDIS_URL).delete(*broker_queue.queue_keys(queue))
-    await asyncio.sleep(0.3)
+    svc, _, cid, ids = await _lost_runs(queued_api, 2)
     assert (await reap_once(svc))["republished"] == 2
     cm = start_worker(svc.celery, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=30)
     await asyncio.to_thread(cm.__enter__)
