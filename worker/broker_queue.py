@@ -13,7 +13,7 @@ worker/app.py enqueue), and a hash `unacked` of `[message, exchange, routing_key
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -32,13 +32,17 @@ def queue_keys(queue: str) -> list[str]:
     return [queue if p == 0 else f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS]
 
 
-def _task_id(raw: bytes | str) -> str | None:
+def _task_id(raw: bytes | str, queue: str | None = None) -> str | None:
+    """The task id of a queued message, or of an unacked entry routed to `queue` (the hash is
+    shared by every queue of the Redis database)."""
     try:
         message = json.loads(raw)
     except (ValueError, TypeError):
         return None
     if isinstance(message, list):  # unacked entries: [message, exchange, routing_key]
-        message = message[0] if message else None
+        if len(message) < 3 or message[2] != queue:
+            return None
+        message = message[0]
     headers = message.get("headers") if isinstance(message, dict) else None
     task_id = headers.get("id") if isinstance(headers, dict) else None
     return str(task_id) if task_id else None
@@ -56,9 +60,9 @@ def _list_items(r: redis.Redis, key: str) -> Iterator[bytes]:
 
 def held_run_ids(r: redis.Redis, queue: str) -> set[str]:
     """Run ids with a message in `queue` (any priority) or delivered and not yet acknowledged."""
-    raws: list[Iterable[Any]] = [_list_items(r, key) for key in queue_keys(queue)]
-    raws.append(r.hvals(UNACKED))  # type: ignore[arg-type]
-    return {tid for raw in raws for item in raw if (tid := _task_id(item))}
+    queued = {tid for key in queue_keys(queue) for item in _list_items(r, key) if (tid := _task_id(item))}
+    unacked: list[bytes] = r.hvals(UNACKED)  # type: ignore[assignment]
+    return queued | {tid for item in unacked if (tid := _task_id(item, queue))}
 
 
 def reconciler_lock(r: redis.Redis, queue: str, ttl_s: float) -> Any:

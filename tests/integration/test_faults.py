@@ -73,9 +73,22 @@ async def tier(tmp_path: Path, make_settings: Any, request: pytest.FixtureReques
                 if redis is not None:
                     redis.kill()
                 else:
-                    r = broker_queue.client(url)
-                    r.delete(*broker_queue.queue_keys(queue))
-                    r.close()
+                    _forget_queue(url, queue)
+
+
+def _forget_queue(url: str, queue: str) -> None:
+    """Drop the queue and its unacked entries (a killed worker leaves them in the shared Redis)."""
+    import json
+
+    r = broker_queue.client(url)
+    try:
+        r.delete(*broker_queue.queue_keys(queue))
+        for tag, raw in r.hgetall(broker_queue.UNACKED).items():
+            entry = json.loads(raw)
+            if isinstance(entry, list) and len(entry) == 3 and entry[2] == queue:
+                r.hdel(broker_queue.UNACKED, tag)
+    finally:
+        r.close()
 
 
 async def _submit(api: Api, cid: str) -> str:

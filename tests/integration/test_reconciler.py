@@ -117,3 +117,24 @@ async def test_republished_runs_complete(queued_api: Api) -> None:
             assert run["status"] == "completed" and run["attempts"] == 1, run
     finally:
         await asyncio.to_thread(cm.__exit__, None, None, None)
+
+
+def test_unacked_messages_count_only_for_their_own_queue() -> None:
+    """Redis keeps one `unacked` hash per database for every queue; a delivered message is held
+    for the queue it was routed to and no other."""
+    import json
+    import uuid
+
+    queue, other = f"clusterd-test-{uuid.uuid4().hex[:8]}", f"clusterd-test-{uuid.uuid4().hex[:8]}"
+    r = broker_queue.client(REDIS_URL)
+    tag = uuid.uuid4().hex
+    try:
+        message = {"body": "", "headers": {"id": "run_delivered"}, "properties": {"delivery_tag": tag}}
+        r.hset(broker_queue.UNACKED, tag, json.dumps([message, "", queue]))
+        r.rpush(queue, json.dumps({"body": "", "headers": {"id": "run_waiting"}}))
+        assert broker_queue.held_run_ids(r, queue) == {"run_delivered", "run_waiting"}
+        assert broker_queue.held_run_ids(r, other) == set()
+    finally:
+        r.hdel(broker_queue.UNACKED, tag)
+        r.delete(queue)
+        r.close()
