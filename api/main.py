@@ -8,6 +8,7 @@ import contextlib
 import logging
 import secrets
 import sys
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +23,7 @@ from core.settings import Settings, get_settings
 from core.store import api_keys
 from core.store.db import connect, ensure_indexes
 from worker import runtime
-from worker.app import make_celery
+from worker.app import NOOP_TASK, make_celery
 
 log = logging.getLogger("clusterd.api")
 
@@ -35,18 +36,31 @@ def _pepper(settings: Settings) -> bytes:
 
 
 @contextlib.contextmanager
-def embedded_worker(celery_app: Any) -> Any:
+def embedded_worker(celery_app: Any, queue: str) -> Any:
     from celery.contrib.testing.worker import start_worker
 
-    with start_worker(
-        celery_app,
-        pool="solo",
-        concurrency=1,
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=30,
-    ) as w:
-        yield w
+    stopped = threading.Event()
+
+    def nudge() -> None:
+        # Celery's solo loop only notices a stop between broker polls of 2 s each; a no-op
+        # message ends each poll at once (shutdown took ~4 s, now ~0.2 s)
+        while not stopped.wait(0.1):
+            with contextlib.suppress(Exception):
+                celery_app.send_task(NOOP_TASK, queue=queue)
+
+    try:
+        with start_worker(
+            celery_app,
+            pool="solo",
+            concurrency=1,
+            perform_ping_check=False,
+            loglevel="WARNING",
+            shutdown_timeout=30,
+        ) as w:
+            yield w
+            threading.Thread(target=nudge, name="embedded-worker-nudge", daemon=True).start()
+    finally:
+        stopped.set()
 
 
 def create_app(settings: Settings | None = None, *, banner: bool = False) -> FastAPI:
@@ -67,7 +81,8 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
             _print_banner(settings, generated, store.describe())
         with contextlib.ExitStack() as stack:
             if settings.run_worker_in_process:
-                await asyncio.to_thread(lambda: stack.enter_context(embedded_worker(celery_app)))
+                worker = embedded_worker(celery_app, settings.queue_name)
+                await asyncio.to_thread(lambda: stack.enter_context(worker))
             try:
                 async with reaper.running(app.state.services):
                     yield

@@ -14,6 +14,7 @@ from core.settings import Settings
 log = logging.getLogger("clusterd.worker")
 
 TASK_NAME = "clusterd.run_execution"
+NOOP_TASK = "clusterd.noop"  # does nothing: wakes a polling worker (api/main.py embedded_worker)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -51,7 +52,12 @@ def make_celery(settings: Settings) -> Celery:
         worker_soft_shutdown_timeout=30,
     )
     app.task(name=TASK_NAME, bind=False, acks_late=True)(run_execution)
+    app.task(name=NOOP_TASK, ignore_result=True)(_noop)
     return app
+
+
+def _noop() -> None:
+    return None
 
 
 def enqueue(app: Celery, run_id: str, queue: str) -> None:
