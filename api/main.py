@@ -36,9 +36,10 @@ def _pepper(settings: Settings) -> bytes:
 
 
 @contextlib.contextmanager
-def embedded_worker(celery_app: Any, queue: str) -> Any:
+def embedded_worker(celery_app: Any, queue: str | None = None) -> Any:
     from celery.contrib.testing.worker import start_worker
 
+    queue = queue or celery_app.conf.task_default_queue
     stopped = threading.Event()
 
     def nudge() -> None:
@@ -81,8 +82,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
             _print_banner(settings, generated, store.describe())
         with contextlib.ExitStack() as stack:
             if settings.run_worker_in_process:
-                worker = embedded_worker(celery_app, settings.queue_name)
-                await asyncio.to_thread(lambda: stack.enter_context(worker))
+                await asyncio.to_thread(lambda: stack.enter_context(embedded_worker(celery_app)))
             try:
                 async with reaper.running(app.state.services):
                     yield
