@@ -21,6 +21,7 @@ from core.settings import Settings, get_settings
 from core.store.db import Database, connect, ensure_indexes
 
 T = TypeVar("T")
+IDLE_LOOP_WAIT_S = 120.0
 
 
 @dataclass
@@ -31,11 +32,19 @@ class Runtime:
     loop: asyncio.AbstractEventLoop
     client: Any = None
     pid: int = field(default_factory=os.getpid)
+    thread: int = field(default_factory=threading.get_ident)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run `coro` on this runtime's loop from a thread that is not running it."""
+        """Run `coro` on this runtime's loop from a thread that is not running it.
+
+        Only the thread that built the runtime may drive its loop itself; any other thread
+        (the embedded worker's) hands the coroutine over even when the loop is idle for a
+        moment: driving someone else's loop from here broke it ("already running") for its owner.
+        """
         if self.loop.is_running():
             return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        if threading.get_ident() != self.thread:  # idle for a moment; bounded in case it never runs again
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout or IDLE_LOOP_WAIT_S)
         return self.loop.run_until_complete(coro)
 
 
