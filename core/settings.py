@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     republish_after_s: float = Field(
         60.0, gt=0, description="re-publish a pending run the broker lost after this many seconds"
     )
+    worker_memory_limit_mb: int | None = Field(
+        None, ge=512, description="address-space cap per worker pool process (unset: none)"
+    )
     pull_batch_size: int = Field(2000, ge=1)
     metrics_sample_size: int = Field(10_000, ge=100)
     idempotency_ttl_s: int = Field(

@@ -5,6 +5,7 @@ in the environment and CLUSTERD_TEST_FAULT naming the fault:
 - `slow:<s>`         the clustering stage first sleeps <s> seconds (progress stage `fault-slow`),
                      so a test can kill the worker mid-run;
 - `poison`           the clustering stage SIGKILLs its own process, every attempt;
+- `hog:<mb>`          the clustering stage allocates <mb> MB at once;
 - `deaf:<s>`         as slow, but the process ignores Celery's soft-limit signal first (a long C
                      call does the same), so only the hard time limit can end it.
 
@@ -26,6 +27,10 @@ def _faulty(real: Any, fault: str) -> Any:
     def run_pipeline(X: Any, config: Any, progress: Any = None, should_cancel: Any = None) -> Any:
         if kind == "poison":
             os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "hog":  # more than the test's memory limit, less than this machine's RAM
+            import numpy as np
+
+            np.ones((int(arg) * 1024 * 1024 // 8,), dtype=np.float64)
         if kind == "deaf":
             from worker.runtime import current
 

@@ -81,6 +81,21 @@ def _child_init(**_: Any) -> None:
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         pass
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _limit_memory()
+
+
+def _limit_memory() -> None:
+    """CLUSTERD_WORKER_MEMORY_LIMIT_MB caps each pool process's address space: an oversized run
+    then fails with MemoryError (recorded `failed`) instead of being OOM-killed, which Celery
+    would redeliver and the reconciler retry until `orphaned`."""
+    import resource
+
+    from core.settings import get_settings
+
+    limit_mb = get_settings().worker_memory_limit_mb
+    if limit_mb:
+        limit = limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 @signals.task_failure.connect

@@ -16,6 +16,7 @@ from core import artifacts
 from core.errors import ClusterdError, RunDataError, ServiceUnavailable
 from core.models import FailureCategory, RunStatus
 from core.pipeline import RunCanceled
+from core.settings import get_settings
 from core.store import executions, run_state
 from core.timeutil import utcnow
 from worker.runtime import Runtime
@@ -148,6 +149,10 @@ def _is_infra(exc: BaseException) -> bool:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return "run exceeded its time limit"
+    if isinstance(exc, MemoryError):
+        limit = get_settings().worker_memory_limit_mb
+        cap = f" ({limit} MB, CLUSTERD_WORKER_MEMORY_LIMIT_MB)" if limit else ""
+        return f"run needed more memory than the worker may use{cap}: reduce sample_size or dimensions"
     if isinstance(exc, ClusterdError):
         return exc.message
     return f"{type(exc).__name__}: {exc}"

@@ -245,3 +245,15 @@ async def test_concurrent_duplicate_deliveries_run_once(tier: Tier) -> None:
         await asyncio.sleep(0.2)
     again = await _run(tier.api, cid, run_id)
     assert again["completed_at"] == run["completed_at"] and again["attempts"] == 1
+
+
+async def test_run_over_the_memory_limit_fails_once_instead_of_killing_workers(tier: Tier) -> None:
+    env = {**tier.env, "CLUSTERD_WORKER_MEMORY_LIMIT_MB": "4096"}
+    worker = Worker(env, tier.tmp / "worker-hog.log", "hog:8192").start()
+    tier.workers.append(worker)
+    cid = await _cluster(tier)
+    run_id = await _submit(tier.api, cid)
+    run = await _until(tier, cid, run_id, _terminal)
+    assert run["status"] == "failed" and run["attempts"] == 1, run
+    assert "more memory than the worker may use (4096 MB" in run["error_message"]
+    assert worker.children(), "the pool process survives its MemoryError"
