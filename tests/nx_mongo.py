@@ -7,10 +7,12 @@ started through this module (`python -m tests.nx_mongo --port P ...`) with two f
 - its SQL fast path for updates binds a top-level `$set` datetime as a *string* (a heartbeat
   stored that way never compares with a datetime): updates take its Python path instead;
 - its Python update path cannot serialise `bytes` inside arrays (centroid vectors): they are
-  wrapped as its own Binary first, as its insert path does.
-Known remaining gaps (our queries avoid them): wildcard indexes, nested include projections
-(answered with flat keys), `$ne` guards on array paths inside updates, datetimes in aggregate
-`$match`. The store code works around the first three; analytics are not used in this tier.
+  wrapped as its own Binary first, as its insert path does;
+- a nested include projection (`{"vectors.emb": 1}`) comes back with flat dotted keys: the
+  results are nested again, as MongoDB returns them.
+Known remaining gaps: wildcard indexes (the store skips them where a server lacks them), `$ne`
+guards on array paths inside updates (the store adds vector indexes by a revision
+compare-and-set instead), datetimes in aggregate `$match` (analytics are not used in this tier).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +98,18 @@ def nx_server(workdir: Path, *, durable: bool = False) -> Iterator[NxServer]:
         server.stop()
 
 
+def _unflatten(doc: dict[str, Any]) -> dict[str, Any]:
+    """{"vectors.emb": v} -> {"vectors": {"emb": v}}: what MongoDB answers to a nested include."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
 def _serve() -> int:
     from neosqlite.binary import Binary
     from neosqlite.collection import json_helpers
@@ -109,6 +124,15 @@ def _serve() -> int:
         return encode(self, o)
 
     json_helpers.NeoSQLiteJSONEncoder.default = default  # type: ignore[method-assign]
+
+    from neosqlite.collection.cursor import Cursor
+
+    project = Cursor._apply_projection
+
+    def nested(self: Cursor, docs: Any) -> list[dict[str, Any]]:
+        return [_unflatten(d) for d in project(self, docs)]
+
+    Cursor._apply_projection = nested  # type: ignore[method-assign]
     from nx_27017.nx_27017 import main
 
     main()

@@ -161,8 +161,7 @@ async def iter_vector_batches(
     skipped = 0
     width = dimensions * 4
     async for doc in cursor:
-        # nx-27017 (cross-process tests) answers a nested include with a flat "vectors.<name>" key
-        blob = (doc.get("vectors") or {}).get(vector_name, doc.get(field))
+        blob = (doc.get("vectors") or {}).get(vector_name)
         if blob is None or len(blob) != width:
             skipped += 1
             continue
