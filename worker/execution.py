@@ -16,7 +16,6 @@ from core import artifacts
 from core.errors import ClusterdError, RunDataError, ServiceUnavailable
 from core.models import FailureCategory, RunStatus
 from core.pipeline import RunCanceled
-from core.settings import get_settings
 from core.store import executions, run_state
 from core.timeutil import utcnow
 from worker.runtime import Runtime
@@ -50,7 +49,7 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
         await fail_run(
             rt,
             run_id,
-            message=_message(exc),
+            message=_message(exc, rt.settings.worker_memory_limit_mb),
             category=_category(exc),
             attempt=attempt,
             tb=traceback.format_exc(),
@@ -146,12 +145,11 @@ def _is_infra(exc: BaseException) -> bool:
     return mod.startswith(("pymongo", "botocore", "boto3", "motor"))
 
 
-def _message(exc: BaseException) -> str:
+def _message(exc: BaseException, memory_limit_mb: int | None) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return "run exceeded its time limit"
     if isinstance(exc, MemoryError):
-        limit = get_settings().worker_memory_limit_mb
-        cap = f" ({limit} MB, CLUSTERD_WORKER_MEMORY_LIMIT_MB)" if limit else ""
+        cap = f" ({memory_limit_mb} MB, CLUSTERD_WORKER_MEMORY_LIMIT_MB)" if memory_limit_mb else ""
         return f"run needed more memory than the worker may use{cap}: reduce sample_size or dimensions"
     if isinstance(exc, ClusterdError):
         return exc.message
