@@ -36,10 +36,10 @@ def _pepper(settings: Settings) -> bytes:
 
 
 @contextlib.contextmanager
-def embedded_worker(celery_app: Any, queue: str | None = None) -> Any:
+def embedded_worker(celery_app: Any) -> Any:
     from celery.contrib.testing.worker import start_worker
 
-    queue = queue or celery_app.conf.task_default_queue
+    queue = celery_app.conf.task_default_queue  # = settings.queue_name (worker/app.py)
     stopped = threading.Event()
 
     def nudge() -> None:
