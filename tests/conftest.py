@@ -214,14 +214,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(make_settings: Any) -> Iterator[str]:
-    """A real uvicorn on loopback with the embedded worker, for clients that speak plain HTTP (the SDK)."""
+@contextlib.contextmanager
+def serve_uvicorn(settings: Settings) -> Iterator[tuple[str, Any]]:
+    """A real uvicorn on loopback (port from settings) in a thread: (base URL, app)."""
     import uvicorn
 
-    port = free_port()
-    app = create_app(make_settings(port=port))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -229,7 +228,14 @@ def live_server(make_settings: Any) -> Iterator[str]:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{settings.port}", app
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture
+def live_server(make_settings: Any) -> Iterator[str]:
+    """A real uvicorn on loopback with the embedded worker, for clients that speak plain HTTP (the SDK)."""
+    with serve_uvicorn(make_settings(port=free_port())) as (url, _):
+        yield url

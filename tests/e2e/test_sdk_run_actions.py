@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,8 +18,8 @@ from mixpeek.models.create_collection_request import CreateCollectionRequest
 from mixpeek.models.patch_execution_labels_request import PatchExecutionLabelsRequest
 from mixpeek.models.patch_execution_run_name_request import PatchExecutionRunNameRequest
 
-from api.main import create_app, embedded_worker
-from tests.conftest import ADMIN_KEY, blobs, free_port
+from api.main import embedded_worker
+from tests.conftest import ADMIN_KEY, blobs, free_port, serve_uvicorn
 from tests.e2e.test_sdk import sdk
 
 pytestmark = pytest.mark.e2e
@@ -29,22 +28,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def idle_server(make_settings: Any) -> Iterator[tuple[str, Any]]:
     """uvicorn on loopback without a worker (runs stay pending until the test starts one)."""
-    import uvicorn
-
-    port = free_port()
-    app = create_app(make_settings(port=port, embedded_worker=False))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with serve_uvicorn(make_settings(port=free_port(), embedded_worker=False)) as served:
+        yield served
 
 
 def wait(runs: mixpeek.ClusterExecutionsApi, cluster_id: str, run_id: str) -> Any:
