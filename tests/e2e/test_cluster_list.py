@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import ADMIN_KEY, Api
 from tests.e2e.test_run_history import list_all
+from tests.e2e.test_sdk import sdk_kmeans_cluster
 from tests.filter_oracle import oracle_select
 
 pytestmark = pytest.mark.e2e
@@ -174,7 +175,6 @@ async def test_cluster_sort_search_and_pages(api: Api) -> None:
 def test_sdk_filtered_cluster_list(live_server: str) -> None:
     import httpx
     import mixpeek
-    from mixpeek.models.create_cluster_request import CreateClusterRequest
     from mixpeek.models.create_collection_request import CreateCollectionRequest
     from mixpeek.models.list_cluster_executions_request import ListClusterExecutionsRequest
     from mixpeek.models.list_clusters_request import ListClustersRequest
@@ -198,17 +198,9 @@ def test_sdk_filtered_cluster_list(live_server: str) -> None:
     clusters = mixpeek.ClustersApi(client)
     ids = {}
     for team in ("search", "ads", "Search"):
-        created = clusters.create_cluster(
-            CreateClusterRequest.from_dict(
-                {
-                    "collection_ids": ["sdk-points"],
-                    "cluster_name": f"c-{team}-{len(ids)}",
-                    "metadata": {"team": team},
-                    "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"],
-                                      "algorithm_params": {"n_clusters": 2}},
-                }
-            )
-        )  # fmt: skip
+        created = sdk_kmeans_cluster(
+            clusters, "sdk-points", name=f"c-{team}-{len(ids)}", k=2, metadata={"team": team}
+        )
         ids[created.cluster_name] = created.cluster_id
     req = ListClustersRequest.from_dict(
         {"filters": {"AND": [{"field": "metadata.team", "operator": "eq", "value": "search"}]},

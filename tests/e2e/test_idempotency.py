@@ -17,6 +17,7 @@ import redis
 
 from tests.conftest import ADMIN_KEY, REDIS_URL, Api, free_port, redis_available, serve_asgi
 from tests.e2e.run_helpers import assert_error
+from tests.e2e.test_sdk import sdk_kmeans_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -222,7 +223,6 @@ async def test_adhoc_execute_replays_the_same_run(api: Api) -> None:
 def test_sdk_passes_the_key_per_call(live_server: str) -> None:
     """The mixpeek SDK has no Idempotency-Key parameter; `_headers` carries it on one call."""
     import mixpeek
-    from mixpeek.models.create_cluster_request import CreateClusterRequest
     from mixpeek.models.create_collection_request import CreateCollectionRequest
 
     cfg = mixpeek.Configuration(
@@ -235,14 +235,7 @@ def test_sdk_passes_the_key_per_call(live_server: str) -> None:
         )
     )
     clusters = mixpeek.ClustersApi(client)
-    meta = clusters.create_cluster(
-        CreateClusterRequest.from_dict(
-            {
-                "collection_ids": [col.collection_id],
-                "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"]},
-            }
-        )
-    )
+    meta = sdk_kmeans_cluster(clusters, col.collection_id)
     first = clusters.execute_clustering_clusters(meta.cluster_id, _headers={KEY: "sdk-retry"})
     again = clusters.execute_clustering_clusters(meta.cluster_id, _headers={KEY: "sdk-retry"})
     other = clusters.execute_clustering_clusters(meta.cluster_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import mixpeek
 import pytest
@@ -19,6 +20,24 @@ pytestmark = pytest.mark.e2e
 def sdk(url: str, namespace: str = "sdk-ns") -> mixpeek.ApiClient:
     cfg = mixpeek.Configuration(host=url, access_token=ADMIN_KEY, api_key={"NamespaceHeader": namespace})
     return mixpeek.ApiClient(cfg)
+
+
+def sdk_kmeans_cluster(
+    clusters: mixpeek.ClustersApi,
+    collection_id: str,
+    *,
+    name: str | None = None,
+    k: int | None = None,
+    **extra: Any,
+) -> Any:
+    """Create a k-means cluster over `emb` through the SDK (k None: the SDK's own default params)."""
+    vector_config: dict[str, Any] = {"clustering_method": "kmeans", "feature_uris": ["emb"]}
+    if k is not None:
+        vector_config["algorithm_params"] = {"n_clusters": k}
+    body = {"collection_ids": [collection_id], "vector_config": vector_config, **extra}
+    if name is not None:
+        body["cluster_name"] = name
+    return clusters.create_cluster(CreateClusterRequest.from_dict(body))
 
 
 def test_sdk_create_execute_poll_get(live_server: str) -> None:
@@ -42,19 +61,7 @@ def test_sdk_create_execute_poll_get(live_server: str) -> None:
     assert count is not None
 
     clusters = mixpeek.ClustersApi(client)
-    meta = clusters.create_cluster(
-        CreateClusterRequest.from_dict(
-            {
-                "cluster_name": "sdk-cluster",
-                "collection_ids": [col.collection_id],
-                "vector_config": {
-                    "clustering_method": "kmeans",
-                    "feature_uris": ["emb"],
-                    "algorithm_params": {"n_clusters": 3},
-                },
-            }
-        )
-    )
+    meta = sdk_kmeans_cluster(clusters, col.collection_id, name="sdk-cluster", k=3)
     assert meta.cluster_id and meta.status == "PENDING" and meta.cluster_type == "vector"
     assert meta.input_collections == [col.collection_id]
     assert clusters.get_cluster(meta.cluster_id).cluster_name == "sdk-cluster"
@@ -105,13 +112,6 @@ def test_sdk_create_execute_poll_get(live_server: str) -> None:
 def test_sdk_errors_parse_as_error_response(live_server: str) -> None:
     clusters = mixpeek.ClustersApi(sdk(live_server))
     with pytest.raises(mixpeek.exceptions.ApiException) as exc:
-        clusters.create_cluster(
-            CreateClusterRequest.from_dict(
-                {
-                    "collection_ids": ["nope"],
-                    "vector_config": {"clustering_method": "kmeans", "feature_uris": ["emb"]},
-                }
-            )
-        )
+        sdk_kmeans_cluster(clusters, "nope")
     assert exc.value.status == 404
     assert exc.value.data is not None  # ErrorResponse parsed by the SDK's own model

@@ -13,14 +13,13 @@ import mixpeek
 import pyarrow.parquet as pq
 import pytest
 from mixpeek.models.byo_upsert_request import BYOUpsertRequest
-from mixpeek.models.create_cluster_request import CreateClusterRequest
 from mixpeek.models.create_collection_request import CreateCollectionRequest
 from mixpeek.models.patch_execution_labels_request import PatchExecutionLabelsRequest
 from mixpeek.models.patch_execution_run_name_request import PatchExecutionRunNameRequest
 
 from api.main import embedded_worker
 from tests.conftest import ADMIN_KEY, blobs, free_port, serve_uvicorn
-from tests.e2e.test_sdk import sdk
+from tests.e2e.test_sdk import sdk, sdk_kmeans_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -56,19 +55,7 @@ def test_sdk_cancel_labels_name_export_and_analytics(idle_server: tuple[str, Any
         "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs})
     )
     clusters = mixpeek.ClustersApi(client)
-    meta = clusters.create_cluster(
-        CreateClusterRequest.from_dict(
-            {
-                "cluster_name": "sdk-runs",
-                "collection_ids": [col.collection_id],
-                "vector_config": {
-                    "clustering_method": "kmeans",
-                    "feature_uris": ["emb"],
-                    "algorithm_params": {"n_clusters": 3},
-                },
-            }
-        )
-    )
+    meta = sdk_kmeans_cluster(clusters, col.collection_id, name="sdk-runs", k=3)
     runs = mixpeek.ClusterExecutionsApi(client)
 
     # cancel a pending run (no worker yet)
@@ -84,19 +71,7 @@ def test_sdk_cancel_labels_name_export_and_analytics(idle_server: tuple[str, Any
         run_id = clusters.execute_clustering_clusters(meta.cluster_id).additional_data["run_id"]
         done = wait(runs, meta.cluster_id, run_id)
         # a run that fails validation: more clusters than points
-        other = clusters.create_cluster(
-            CreateClusterRequest.from_dict(
-                {
-                    "cluster_name": "sdk-fails",
-                    "collection_ids": [col.collection_id],
-                    "vector_config": {
-                        "clustering_method": "kmeans",
-                        "feature_uris": ["emb"],
-                        "algorithm_params": {"n_clusters": 500},
-                    },
-                }
-            )
-        )
+        other = sdk_kmeans_cluster(clusters, col.collection_id, name="sdk-fails", k=500)
         bad = clusters.execute_clustering_clusters(other.cluster_id).additional_data["run_id"]
         assert wait(runs, other.cluster_id, bad).status == "failed"
     assert done.status == "completed"
