@@ -68,13 +68,31 @@ class Api:
             for i, x in enumerate(X)
         ]
         for start in range(0, len(docs), 1000):
-            r = await self.client.post(
-                f"/v1/namespaces/{ns}/documents/upsert",
-                json={"collection_id": cid, "documents": docs[start : start + 1000]},
-                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-            )
-            assert r.status_code == 200, r.text
+            await self.upsert(cid, docs[start : start + 1000], ns)
         return cid, X
+
+    async def upsert(self, collection: str, docs: list[dict[str, Any]], ns: str = "team-a") -> None:
+        r = await self.client.post(
+            f"/v1/namespaces/{ns}/documents/upsert",
+            json={"collection_id": collection, "documents": docs},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert r.status_code == 200, r.text
+
+    async def make_attribute_cluster(
+        self, collection: str, attributes: list[str], ns: str = "team-a", *, hierarchical: bool = False
+    ) -> dict[str, Any]:
+        """An attribute cluster over `attributes`; returns the created cluster."""
+        config: dict[str, Any] = {"attributes": attributes}
+        if hierarchical:
+            config["hierarchical_grouping"] = True
+        r = await self.client.post(
+            "/v1/clusters",
+            headers=self.h(ns),
+            json={"collection_ids": [collection], "cluster_type": "attribute", "attribute_config": config},
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
 
     async def make_cluster(
         self,

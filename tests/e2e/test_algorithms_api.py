@@ -189,23 +189,8 @@ async def test_attribute_hierarchy_through_the_api(api: Api) -> None:
         for i in range(2)
     ]
     docs.append({"document_id": "zz", "metadata": {"category": "Cat 0"}})  # brand missing
-    r = await api.client.post(
-        "/v1/namespaces/team-a/documents/upsert",
-        headers={"Authorization": api.h()["Authorization"]},
-        json={"collection_id": col, "documents": docs},
-    )
-    assert r.status_code == 200, r.text
-    r = await api.client.post(
-        "/v1/clusters",
-        headers=api.h(),
-        json={
-            "collection_ids": [col],
-            "cluster_type": "attribute",
-            "attribute_config": {"attributes": ["category", "brand"], "hierarchical_grouping": True},
-        },
-    )
-    assert r.status_code == 200, r.text
-    meta = r.json()
+    await api.upsert(col, docs)
+    meta = await api.make_attribute_cluster(col, ["category", "brand"], hierarchical=True)
     assert meta["cluster_type"] == "attribute" and meta["algorithm"] == "attribute_based"
     run = await api.execute(meta["cluster_id"])
     assert run["status"] == "completed", run

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ADMIN_KEY, Api, blobs
+from tests.conftest import Api, blobs
 from tests.e2e.test_run_history import list_all
 from tests.filter_oracle import oracle_select
 
@@ -32,12 +32,7 @@ async def grouped_collection(api: Api) -> tuple[str, list[dict[str, Any]]]:
         }
         for i, x in enumerate(X)
     ]
-    r = await api.client.post(
-        "/v1/namespaces/team-a/documents/upsert",
-        json={"collection_id": col, "documents": docs},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-    )
-    assert r.status_code == 200, r.text
+    await api.upsert(col, docs)
     return col, docs
 
 

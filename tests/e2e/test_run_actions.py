@@ -146,17 +146,7 @@ async def test_canceled_runs_stages_write_nothing(idle_api: Api) -> None:
     api = idle_api
     col, _ = await api.make_collection()
     vector = await api.make_cluster(col)
-    r = await api.client.post(
-        "/v1/clusters",
-        headers=api.h(),
-        json={
-            "collection_ids": [col],
-            "cluster_type": "attribute",
-            "attribute_config": {"attributes": ["i"]},
-        },
-    )
-    assert r.status_code == 200, r.text
-    attribute = r.json()["cluster_id"]
+    attribute = (await api.make_attribute_cluster(col, ["i"]))["cluster_id"]
     rt = runtime.current()
     assert rt is not None
     db, store, root = api.app.state.services.db, api.app.state.services.artifacts, await ns_id(api)
@@ -377,22 +367,8 @@ async def test_export_attribute_run_parent_selects_its_leaves(api: Api) -> None:
         }
         for i in range(12)
     ]
-    r = await api.client.post(
-        "/v1/namespaces/team-a/documents/upsert",
-        json={"collection_id": col, "documents": docs},
-        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
-    )
-    assert r.status_code == 200, r.text
-    r = await api.client.post(
-        "/v1/clusters",
-        headers=api.h(),
-        json={
-            "collection_ids": [col],
-            "cluster_type": "attribute",
-            "attribute_config": {"attributes": ["category", "brand"], "hierarchical_grouping": True},
-        },
-    )
-    cid = r.json()["cluster_id"]
+    await api.upsert(col, docs)
+    cid = (await api.make_attribute_cluster(col, ["category", "brand"], hierarchical=True))["cluster_id"]
     run = await api.execute(cid)
     assert run["status"] == "completed", run
     rid = run["run_id"]
