@@ -35,17 +35,37 @@ def serve(
 @app.command()
 def worker(
     concurrency: Annotated[
-        int, typer.Option(help="pool processes (one per core for CPU-bound clustering)")
-    ] = 2,
+        int | None,
+        typer.Option(
+            help="pool processes (default CLUSTERD_WORKER_CONCURRENCY, 2); each run gets "
+            "cores / concurrency threads"
+        ),
+    ] = None,
     loglevel: Annotated[str, typer.Option()] = "INFO",
 ) -> None:
-    """Run a Celery worker (prefork) for the production topology (needs CLUSTERD_BROKER_URL)."""
+    """Run a Celery worker (prefork) for the production topology (needs CLUSTERD_BROKER_URL).
+    With CLUSTERD_WARM_UP (default on) it compiles fast-hdbscan first (~30 s), once, in the main
+    process: the pool processes fork from it and inherit the compiled code."""
+    import os
+
+    from core.algorithms import hdbscan_engine
     from core.settings import get_settings
     from worker.app import make_celery
 
     settings = get_settings()
     if not settings.broker_url:
         raise typer.BadParameter("CLUSTERD_BROKER_URL must point at Redis for a separate worker")
+    if concurrency is None:
+        concurrency = settings.worker_concurrency
+    else:  # the pool processes read their thread count from the settings
+        os.environ["CLUSTERD_WORKER_CONCURRENCY"] = str(concurrency)
+        get_settings.cache_clear()
+    if settings.warm_up:
+        typer.echo("compiling fast-hdbscan (once per worker start, ~30 s) ...")
+        try:
+            typer.echo(f"compiled in {hdbscan_engine.warm_up():.1f} s")
+        except Exception as exc:  # the hdbscan package still serves every run
+            typer.echo(f"fast-hdbscan unavailable ({exc}); HDBSCAN runs use the hdbscan package")
     celery_app = make_celery(settings)
     celery_app.worker_main(
         [

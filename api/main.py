@@ -18,6 +18,7 @@ from api import errors, reaper
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Services
 from api.routers import adhoc, admin, analytics, clusters, collections, patterns, run_actions
+from core.algorithms import hdbscan_engine
 from core.artifacts import make_artifact_store
 from core.settings import Settings, get_settings
 from core.store import api_keys
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
             _print_banner(settings, generated, store.describe())
         with contextlib.ExitStack() as stack:
             if settings.run_worker_in_process:
+                if settings.warm_up:  # in the background: the API answers at once
+                    hdbscan_engine.start_warm_up()
                 await asyncio.to_thread(lambda: stack.enter_context(embedded_worker(celery_app)))
             try:
                 async with reaper.running(app.state.services):

@@ -11,7 +11,7 @@ CENTROID_METHODS: tuple[str, ...] = ("mean", "median", "medoid")
 
 # Exact medoids cost O(m^2) per cluster; above this size use the member nearest the mean.
 MEDOID_EXACT_MAX = 2048
-_CHUNK = 65536
+_CHUNK = 8192  # rows per temporary: 25 MB at D=768, so the peak stays near the matrix itself
 
 
 def cluster_members(labels: np.ndarray, cluster_labels: np.ndarray) -> list[np.ndarray]:

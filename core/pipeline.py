@@ -31,7 +31,7 @@ STAGES: tuple[tuple[str, float], ...] = (
 
 
 REDUCE_ABOVE = 100
-REDUCE_TO = 50
+REDUCE_TO = 32  # PCA-32: hdbscan 4–6 s at 50k (raw 768-d does not finish in minutes)
 
 
 class RunCanceled(Exception):
@@ -58,6 +58,7 @@ class PipelineConfig:
     # `reduce_above` dimensions they see `reduce_to` components (None disables the reduction).
     reduce_above: int | None = REDUCE_ABOVE
     reduce_to: int = REDUCE_TO
+    owns_input: bool = False  # the caller hands X over: normalisation may overwrite it
 
 
 @dataclass
@@ -94,18 +95,21 @@ def validate_input(X: np.ndarray) -> np.ndarray:
     if X.shape[1] < 1:
         raise RunDataError("vectors have no dimensions")
     X = X.astype(np.float32, copy=False)
-    bad = ~np.isfinite(X).all(axis=1)
-    if bad.any():
-        raise RunDataError(
-            f"vectors contain NaN or infinite values ({int(bad.sum())} of {X.shape[0]} points)"
-        )
+    # the row sums are finite exactly when every value is (NaN/inf propagate; a finite float32 row
+    # cannot overflow a float64 sum) — without the N×D boolean array np.isfinite(X) would allocate
+    sums = X.sum(axis=1, dtype=np.float64)
+    if not np.isfinite(sums).all():
+        bad = int((~np.isfinite(sums)).sum())
+        raise RunDataError(f"vectors contain NaN or infinite values ({bad} of {X.shape[0]} points)")
     return X
 
 
-def l2_normalize(X: np.ndarray) -> np.ndarray:
-    """Unit-length rows; zero rows stay zero (they have no direction to keep)."""
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    out: np.ndarray = np.divide(X, norms, out=np.zeros_like(X), where=norms > 0)
+def l2_normalize(X: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """Unit-length rows; zero rows stay zero (they have no direction to keep). `in_place` scales
+    `X` itself (the pipeline owns its matrix: one copy of 293 MB less at 100k×768)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64)).astype(X.dtype)[:, None]
+    out = X if in_place else np.zeros_like(X)
+    np.divide(X, norms, out=out, where=norms > 0)
     return out
 
 
@@ -130,12 +134,14 @@ def run_pipeline(
             raise RunCanceled(stage)
 
     check("validate")
+    given = X
     X = validate_input(X)
     step()
 
     check("normalize")
     if config.normalize:
-        X = l2_normalize(X)
+        # in place only on a matrix the pipeline made itself or was handed to own
+        X = l2_normalize(X, in_place=config.owns_input or X is not given)
     step()
 
     check("fit")

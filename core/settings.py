@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     worker_memory_limit_mb: int | None = Field(
         None, ge=512, description="address-space cap per worker pool process (unset: none)"
     )
+    warm_up: bool = Field(
+        True, description="compile fast-hdbscan when a worker starts (~30 s; until then hdbscan runs)"
+    )
+    worker_concurrency: int = Field(2, ge=1, description="pool processes of `clusterd worker`")
+    run_threads: int | None = Field(
+        None, ge=1, description="threads per run in a pool process (unset: cores / worker_concurrency)"
+    )
     pull_batch_size: int = Field(2000, ge=1)
     metrics_sample_size: int = Field(10_000, ge=100)
     idempotency_ttl_s: int = Field(
@@ -104,6 +111,12 @@ class Settings(BaseSettings):
     @property
     def artifact_dir(self) -> Path:
         return self.data_dir / "artifacts"
+
+    @property
+    def threads_per_run(self) -> int:
+        import os
+
+        return self.run_threads or max(1, (os.cpu_count() or 1) // self.worker_concurrency)
 
     @property
     def soft_time_limit_s(self) -> int:

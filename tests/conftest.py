@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -17,7 +18,11 @@ import httpx
 import numpy as np
 import pytest
 
-from api.main import create_app
+# fast-hdbscan's ~30 s compile would run in every app and worker process the suite starts;
+# tests/unit/test_hdbscan_engine.py compiles it once, on purpose
+os.environ.setdefault("CLUSTERD_WARM_UP", "false")
+
+from api.main import create_app  # noqa: E402
 from core.settings import Settings
 
 ADMIN_KEY = "test-admin-key-0123456789"

@@ -73,14 +73,13 @@ def _child_init(**_: Any) -> None:
     # the solo pool (embedded mode) sends this signal too, in the API's own process: leave it alone
     if os.getpid() == _LOADED_IN_PID:
         return
-    # clustering is CPU-bound: one BLAS/OpenMP thread per pool process avoids oversubscription
-    try:
-        from threadpoolctl import threadpool_limits
+    # clustering is CPU-bound: pool processes × threads per run = cores avoids oversubscription
+    from core.settings import get_settings
+    from core.threads import limit_threads
 
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        pass
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    threads = get_settings().threads_per_run
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    limit_threads(threads)
     _limit_memory()
 
 

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sklearn.cluster import DBSCAN, OPTICS, MeanShift, estimate_bandwidth
 from sklearn.neighbors import NearestNeighbors
 
-from core.algorithms import Fitted, register
+from core.algorithms import Fitted, hdbscan_engine, register
 from core.errors import RunDataError
 
 KNEE_SAMPLE = 5_000  # points whose k-distance forms the knee curve
@@ -285,9 +285,13 @@ def dbscan(X: np.ndarray, p: DBSCANParams, seed: int) -> Fitted:
 
 
 @register("hdbscan", HDBSCANParams, produces_noise=True, reduces_high_dim=True, max_points=100_000)
-def hdbscan_(X: np.ndarray, p: HDBSCANParams, seed: int) -> np.ndarray:
+def hdbscan_(X: np.ndarray, p: HDBSCANParams, seed: int) -> np.ndarray | Fitted:
     """`hdbscan.HDBSCAN(...)` with the request's params (deterministic: no randomness in the package).
-    Fewer points than min_cluster_size give all noise, as in the package."""
+    Fewer points than min_cluster_size give all noise, as in the package. Wide data of at least
+    hdbscan_engine.FAST_MIN_POINTS points takes fast-hdbscan once the worker has compiled it
+    (core/algorithms/hdbscan_engine.py), reported as `used = {"engine": "fast_hdbscan"}`."""
+    if hdbscan_engine.eligible(p, *X.shape) and hdbscan_engine.is_warm():
+        return Fitted(hdbscan_engine.fit(X, p), used={"engine": "fast_hdbscan"})
     import hdbscan  # ~1 s to import: only workers that fit pay it
 
     model = hdbscan.HDBSCAN(

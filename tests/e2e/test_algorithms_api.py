@@ -27,7 +27,7 @@ IRIS = load_iris().data.astype(np.float32)
 CASES: dict[str, tuple[dict[str, Any], Any]] = {
     "kmeans": (
         {"n_clusters": 3, "random_state": 0},
-        lambda X: skc.KMeans(3, n_init=10, random_state=0).fit_predict(X),
+        lambda X: skc.KMeans(3, n_init=1, random_state=0).fit_predict(X),
     ),
     "dbscan": ({"eps": 0.5, "min_samples": 5}, lambda X: skc.DBSCAN(eps=0.5, min_samples=5).fit_predict(X)),
     "hdbscan": ({"min_cluster_size": 10}, lambda X: hdbscan.HDBSCAN(min_cluster_size=10).fit_predict(X)),
@@ -146,7 +146,7 @@ async def test_sampling_and_wide_vectors_are_reported(api: Api) -> None:
     run = await _run(api, "hdbscan", {"min_cluster_size": 10}, X, sample_size=100)
     assert run["status"] == "completed", run
     assert run["num_points"] == 100 and run["sampling"]["from"] == 120 and run["sampling"]["to"] == 100
-    assert run["reduction"] == {"method": "pca", "from": 120, "to": 50}
+    assert run["reduction"] == {"method": "pca", "from": 120, "to": 32}
     assert run["vectors_retrieved"] == 120 and run["source_documents"] == 120
     raw = await _run(api, "hdbscan", {"min_cluster_size": 10}, X, preprocessing_steps=[{"method": "none"}])
     assert raw["status"] == "completed" and "reduction" not in raw and raw["num_points"] == 120

@@ -502,7 +502,7 @@ PIPELINE_PARAMS = {
 def test_pipeline_reduces_wide_vectors(name):
     params = validate_params(name, PIPELINE_PARAMS[name])
     wide = run_pipeline(wide_blobs(120), PipelineConfig(algorithm=name, params=params, normalize=False))
-    assert wide.reduction == {"method": "pca", "from": 120, "to": 50}
+    assert wide.reduction == {"method": "pca", "from": 120, "to": 32}
     assert wide.num_clusters == 2
     narrow = run_pipeline(wide_blobs(64), PipelineConfig(algorithm=name, params=params, normalize=False))
     assert narrow.reduction is None

@@ -54,7 +54,7 @@ def test_wide_vectors_are_reduced_for_density_only():
     wide = np.concatenate([rng.normal(c, 0.1, (60, 120)) for c in (0, 2)]).astype(np.float32)
     params = validate_params("hdbscan", {"min_cluster_size": 10})
     out = run_pipeline(wide, PipelineConfig(algorithm="hdbscan", params=params, normalize=False))
-    assert out.reduction == {"method": "pca", "from": 120, "to": 50} and out.num_clusters == 2
+    assert out.reduction == {"method": "pca", "from": 120, "to": 32} and out.num_clusters == 2
     narrow = run_pipeline(wide[:, :64], PipelineConfig(algorithm="hdbscan", params=params, normalize=False))
     assert narrow.reduction is None
     km = run_pipeline(

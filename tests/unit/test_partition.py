@@ -56,8 +56,8 @@ KMEANS_CASES = [
 @pytest.mark.parametrize(("data", "params"), KMEANS_CASES)
 def test_kmeans_parity(data, params):
     X = DATA[data]
-    # the contract's n_init default is 10 (scikit-learn's is "auto")
-    theirs = reference(lambda: skc.KMeans(**{"n_init": 10, **params}).fit_predict(X))
+    # clusterd's n_init default is 1 (issue 6; the contract's 10 takes minutes at 100k×768)
+    theirs = reference(lambda: skc.KMeans(**{"n_init": 1, **params}).fit_predict(X))
     assert adjusted_rand_score(theirs, ours("kmeans", X, params).labels) == 1.0
 
 
@@ -135,7 +135,7 @@ def test_gaussian_mixture_parity(data, params):
 @pytest.mark.parametrize(
     ("name", "params", "make"),
     [
-        ("kmeans", {"n_clusters": 3}, lambda rs: skc.KMeans(3, n_init=10, random_state=rs)),
+        ("kmeans", {"n_clusters": 3}, lambda rs: skc.KMeans(3, n_init=1, random_state=rs)),
         ("spectral", {"n_clusters": 3}, lambda rs: skc.SpectralClustering(3, random_state=rs)),
         ("gaussian_mixture", {"n_components": 3}, lambda rs: GaussianMixture(3, random_state=rs)),
     ],
