@@ -145,7 +145,7 @@ def run_pipeline(
     step()
 
     check("fit")
-    X_fit, reduction = _reduce(X, spec.reduces_high_dim, config)
+    X_fit, reduction = reduce_for_fit(X, spec.reduces_high_dim, config)
     fitted = spec.fit(X_fit, config.params, config.seed)
     labels = fitted.labels
     step()
@@ -196,7 +196,7 @@ def run_pipeline(
     )
 
 
-def _reduce(X: np.ndarray, wanted: bool, config: PipelineConfig) -> tuple[np.ndarray, dict[str, Any] | None]:
+def reduce_for_fit(X: np.ndarray, wanted: bool, config: PipelineConfig) -> tuple[np.ndarray, dict[str, Any] | None]:
     """PCA before density algorithms on wide vectors: raw 768-d HDBSCAN does not finish in minutes.
     Centroids, distances and cosines stay in the feature space; only the fit sees the projection."""
     d = X.shape[1]

@@ -42,7 +42,7 @@ PACKAGES = (
     "numpy", "scipy", "scikit-learn", "scikit-learn-intelex", "faiss-cpu", "hdbscan", "fast-hdbscan",
     "pynndescent", "numba", "pyarrow", "orjson",
 )  # fmt: skip
-console = Console()
+console = Console(width=200)
 
 
 def all_cases() -> dict[str, CaseFn]:

@@ -15,7 +15,7 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -109,7 +109,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float, float, Any]:
 
 
 def round_robin(
-    candidates: dict[str, Callable[[], dict[str, Any] | None]],
+    candidates: Mapping[str, Callable[[], Any]],
     repeats: int,
     *,
     before: Callable[[], None] | None = None,
