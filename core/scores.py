@@ -27,7 +27,6 @@ when there is no within-cluster dispersion.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -61,7 +60,7 @@ def sample_indices(n: int, size: int, seed: int) -> np.ndarray:
 def workers() -> int:
     """Threads to use: the BLAS thread count of this process (1 in a worker pool process)."""
     blas = [int(lib["num_threads"]) for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    return max(1, min([*blas, len(os.sched_getaffinity(0))]))
+    return max(1, min(blas, default=1))
 
 
 def in_parallel(work: Callable[[Sequence[Item], Acc], None], items: Sequence[Item], accs: list[Acc]) -> None:

@@ -138,3 +138,13 @@ def test_noise_excluded_scores_on_all_clustered_points():
 def test_float64_input():
     X, y = random_case("plain", n=300, dim=6, k=3, seed=8)
     assert scores.silhouette(X.astype(np.float64), y) == pytest.approx(scores.silhouette(X, y), abs=1e-7)
+
+
+def test_threads_follow_the_blas_limit():
+    """A worker pool process holds BLAS to one thread: the silhouette then runs on one too."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        assert scores.workers() == 1
+    with threadpool_limits(2):
+        assert scores.workers() == 2
