@@ -13,11 +13,11 @@ bulk work stays float32 and the sums that decide the value are float64:
   one-hot product over chunks of `CHUNK` rows; exact for a cluster of identical points), then
   each point's squared distance to its centroid by direct subtraction.
 
-The silhouette's tiles are shared out over as many threads as BLAS may use in this process, each
-with a one-thread BLAS (a worker pool process has one: then it runs serially). On 2 cores (with
-other load on the machine) that took ~1.7x less time than BLAS's own threads, which sync on every
-tile and leave the elementwise work to one core. The centroid scores are memory-bound: two
-threads did not help them, so they run on one.
+The silhouette's tiles are shared out over as many threads as BLAS may use in this process (in a
+worker pool process, `threads_per_run`; with one it runs serially), each with a one-thread BLAS.
+On 2 cores (with other load on the machine) that took ~1.7x less time than BLAS's own threads,
+which sync on every tile and leave the elementwise work to one core. The centroid scores are
+memory-bound: two threads did not help them, so they run on one.
 
 Each function returns None where scikit-learn raises (fewer than 2 or more than n - 1 labels);
 the degenerate cases follow scikit-learn: silhouette 0 for singletons and zero distances,
@@ -58,7 +58,7 @@ def sample_indices(n: int, size: int, seed: int) -> np.ndarray:
 
 
 def workers() -> int:
-    """Threads to use: the BLAS thread count of this process (1 in a worker pool process)."""
+    """Threads to use: the BLAS thread count of this process (a pool process: `threads_per_run`)."""
     blas = [int(lib["num_threads"]) for lib in threadpool_info() if lib.get("user_api") == "blas"]
     return max(1, min(blas, default=1))
 

@@ -141,7 +141,7 @@ def test_float64_input():
 
 
 def test_threads_follow_the_blas_limit():
-    """A worker pool process holds BLAS to one thread: the silhouette then runs on one too."""
+    """A worker pool process limits BLAS to its threads per run: the silhouette uses as many."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
