@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from core.algorithms import get_algorithm
 from core.centroids import compute_centroids, cosine_stats, cosine_to_centroids, distances_to_centroids
 from core.errors import RunDataError
-from core.metrics import quality_metrics
+from core.metrics import SILHOUETTE_SAMPLE, quality_metrics
 
 Progress = Callable[[str, float], None]
 
@@ -52,7 +52,7 @@ class PipelineConfig:
     normalize: bool = True
     seed: int = 42
     compute_metrics: bool = True
-    metrics_sample_size: int = 10_000
+    metrics_sample_size: int = SILHOUETTE_SAMPLE  # the silhouette's sample; the other scores use all
     centroid_method: str = "mean"
     # Density algorithms on high-dimensional vectors cluster a PCA projection: above
     # `reduce_above` dimensions they see `reduce_to` components (None disables the reduction).

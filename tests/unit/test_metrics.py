@@ -161,3 +161,13 @@ def test_no_clusters_gives_empty_centroids():
     cluster_labels, C = compute_centroids(X, np.full(10, -1, dtype=np.int64))
     assert cluster_labels.shape == (0,) and C.shape == (0, X.shape[1])
     assert np.isnan(distances_to_centroids(X, np.full(10, -1), cluster_labels, C)).all()
+
+
+def test_sample_size_defaults_agree():
+    """The setting, the pipeline and quality_metrics default to the one documented sample size."""
+    from core.metrics import SILHOUETTE_SAMPLE
+    from core.pipeline import PipelineConfig
+    from core.settings import Settings
+
+    assert Settings.model_fields["metrics_sample_size"].default == SILHOUETTE_SAMPLE
+    assert PipelineConfig.__dataclass_fields__["metrics_sample_size"].default == SILHOUETTE_SAMPLE

@@ -1,0 +1,150 @@
+"""core.scores against scikit-learn: the same values on awkward data, through every code path
+(several silhouette tiles and centroid chunks, one thread or two)."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+
+from core import scores
+from core.metrics import quality_metrics
+
+SIL_ABS = 1e-5
+REL = 1e-5
+
+
+def random_case(name, n=600, dim=12, k=5, seed=0):
+    """(X float32, labels) for one of the awkward cases."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, (k, dim))
+    y = rng.integers(0, k, n)
+    X = (centres[y] + rng.normal(0, 1, (n, dim))).astype(np.float32)
+    if name == "duplicates":
+        X[n // 2 :] = X[: n - n // 2]
+    elif name == "zero_vectors":
+        X[::7] = 0.0
+    elif name == "tiny_and_singleton_clusters":
+        y[:6] = [k, k, k + 1, k + 1, k + 2, k + 3]  # two clusters of 2, two singletons
+    elif name == "k2":
+        y = y % 2
+    elif name == "offset":
+        X += 1000.0  # far from the origin: the expansion |x|^2 + |y|^2 - 2xy would cancel
+    elif name == "identical_within_clusters":
+        X = centres[y].astype(np.float32)
+    elif name == "sparse_labels":
+        y = np.array([-7, 3, 40, 1000, 5])[y % 5]
+    return X, y
+
+
+CASES = [
+    "plain", "duplicates", "zero_vectors", "tiny_and_singleton_clusters", "k2", "offset",
+    "identical_within_clusters", "sparse_labels",
+]  # fmt: skip
+
+
+@pytest.fixture(params=["one_thread", "two_threads"])
+def small_tiles(request, monkeypatch):
+    """Tiles of 64 and chunks of 100 rows, so small data crosses many of them."""
+    monkeypatch.setattr(scores, "TILE", 64)
+    monkeypatch.setattr(scores, "CHUNK", 100)
+    monkeypatch.setattr(scores, "workers", lambda: 1 if request.param == "one_thread" else 2)
+
+
+def sklearn64(X, y):
+    """scikit-learn on the same values in float64. (Given float32 it computes Davies–Bouldin's
+    centroids in float32; here every sum is float64, which is what float64 accumulation matches.)"""
+    X64 = X.astype(np.float64)
+    return silhouette_score(X64, y), davies_bouldin_score(X64, y), calinski_harabasz_score(X64, y)
+
+
+def assert_scores_match(X, y):
+    sil, db, ch = sklearn64(X, y)
+    ours_db, ours_ch = scores.davies_bouldin_calinski_harabasz(X, y)
+    assert scores.silhouette(X, y) == pytest.approx(sil, abs=SIL_ABS)
+    assert ours_db == pytest.approx(db, rel=REL, abs=1e-7)  # sklearn: ~1e-8 where exactly 0
+    assert ours_ch == pytest.approx(ch, rel=REL)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_equal_to_sklearn(name, small_tiles):
+    assert_scores_match(*random_case(name))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_equal_to_sklearn_default_tiles(name):
+    assert_scores_match(*random_case(name, n=1500, dim=40, k=7, seed=3))  # two tiles, the second partial
+
+
+def test_wide_vectors_unit_rows(small_tiles):
+    """Like the pipeline's input: high-dimensional and L2-normalised."""
+    X, y = random_case("plain", n=400, dim=256, k=6, seed=5)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    assert_scores_match(X, y)
+
+
+def test_float32_sklearn_agrees_too():
+    """scikit-learn given the float32 array itself (its Davies–Bouldin centroids in float32)."""
+    X, y = random_case("plain", n=1500, dim=30, k=6, seed=2)
+    ours_db, ours_ch = scores.davies_bouldin_calinski_harabasz(X, y)
+    assert scores.silhouette(X, y) == pytest.approx(silhouette_score(X, y), abs=SIL_ABS)
+    assert ours_db == pytest.approx(davies_bouldin_score(X, y), rel=1e-4)
+    assert ours_ch == pytest.approx(calinski_harabasz_score(X, y), rel=REL)
+
+
+def test_identical_clusters_hit_sklearn_conventions(small_tiles):
+    X, y = random_case("identical_within_clusters")
+    assert scores.silhouette(X, y) == 1.0  # zero intra distances, exactly
+    db, ch = scores.davies_bouldin_calinski_harabasz(X, y)
+    assert db == 0.0 and ch == 1.0  # no intra-cluster distance / no within-cluster dispersion
+
+
+def test_all_points_identical(small_tiles):
+    X = np.ones((300, 8), dtype=np.float32)
+    y = np.arange(300) % 3
+    assert scores.silhouette(X, y) == 0.0
+    assert scores.davies_bouldin_calinski_harabasz(X, y) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("labels", [np.zeros(10), np.arange(10)])
+def test_label_counts_sklearn_rejects_give_none(labels):
+    X = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    assert scores.silhouette(X, labels) is None
+    assert scores.davies_bouldin_calinski_harabasz(X, labels) is None
+
+
+def test_sample_is_sklearns_sample():
+    """The sample is the one `silhouette_score(sample_size=..., random_state=seed)` draws, so the
+    sampled value is scikit-learn's; a smaller sample is a subset of a larger one."""
+    X, y = random_case("plain", n=3000, dim=16, k=6, seed=4)
+    for size, seed in ((500, 0), (1200, 7)):
+        m = quality_metrics(X, y, sample_size=size, seed=seed)
+        expected = silhouette_score(X.astype(np.float64), y, sample_size=size, random_state=seed)
+        assert m["silhouette_score"] == pytest.approx(expected, abs=SIL_ABS)
+    small, large = scores.sample_indices(3000, 500, 3), scores.sample_indices(3000, 1200, 3)
+    assert np.isin(small, large).all() and (np.diff(large) > 0).all()
+
+
+def test_noise_excluded_scores_on_all_clustered_points():
+    X, y = random_case("plain", n=900, dim=10, k=4, seed=6)
+    y[::5] = -1
+    m = quality_metrics(X, y, sample_size=300, seed=1)
+    sil, db, ch = sklearn64(X[y != -1], y[y != -1])
+    assert m["davies_bouldin_index"] == pytest.approx(db, rel=REL)  # every clustered point
+    assert m["calinski_harabasz_score"] == pytest.approx(ch, rel=REL)
+    sample = scores.sample_indices(int((y != -1).sum()), 300, 1)
+    expected = silhouette_score(X[y != -1][sample].astype(np.float64), y[y != -1][sample])
+    assert m["silhouette_score"] == pytest.approx(expected, abs=SIL_ABS)
+
+
+def test_float64_input():
+    X, y = random_case("plain", n=300, dim=6, k=3, seed=8)
+    assert scores.silhouette(X.astype(np.float64), y) == pytest.approx(scores.silhouette(X, y), abs=1e-7)
+
+
+def test_threads_follow_the_blas_limit():
+    """A worker pool process limits BLAS to its threads per run: the silhouette uses as many."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        assert scores.workers() == 1
+    with threadpool_limits(2):
+        assert scores.workers() == 2
