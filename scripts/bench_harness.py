@@ -147,10 +147,21 @@ def _status_kb(key: str) -> int:
     raise KeyError(key)
 
 
+def _trim() -> None:
+    """Hand freed heap pages back to the kernel, so RSS (the baseline) is what is really in use."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_rss_delta_mb(fn: Callable[[], Any]) -> tuple[float, Any]:
     """Peak resident memory `fn` added on top of what the process held when it started, in MB.
     Resets the kernel's high-water mark first (/proc/self/clear_refs), so earlier peaks don't count."""
     gc.collect()
+    _trim()
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     base = _status_kb("VmRSS")
