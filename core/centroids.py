@@ -30,6 +30,8 @@ def compute_centroids(
     if method not in CENTROID_METHODS:
         raise ValueError(f"centroid method must be one of {CENTROID_METHODS} (got {method!r})")
     cluster_labels = np.unique(labels[labels != -1]).astype(np.int64)
+    if method == "mean":
+        return cluster_labels, _means(X, labels, cluster_labels)
     centroids = np.empty((len(cluster_labels), X.shape[1]), dtype=np.float32)
     for i, idx in enumerate(cluster_members(labels, cluster_labels)):
         members = np.asarray(X[idx], dtype=np.float64)
@@ -40,6 +42,14 @@ def compute_centroids(
         else:
             centroids[i] = members[_medoid_index(members)]
     return cluster_labels, centroids
+
+
+def _means(X: np.ndarray, labels: np.ndarray, cluster_labels: np.ndarray) -> np.ndarray:
+    """Cluster means, summed in float64 from float32 member rows (no float64 copy of the members)."""
+    out = np.empty((len(cluster_labels), X.shape[1]), dtype=np.float32)
+    for i, idx in enumerate(cluster_members(labels, cluster_labels)):
+        out[i] = X[idx].sum(axis=0, dtype=np.float64) / max(len(idx), 1)
+    return out
 
 
 def _medoid_index(members: np.ndarray) -> int:
@@ -65,18 +75,41 @@ def _centroid_index(labels: np.ndarray, cluster_labels: np.ndarray) -> np.ndarra
     return np.where(clustered, idx, -1)
 
 
+def point_stats(
+    X: np.ndarray, labels: np.ndarray, cluster_labels: np.ndarray, centroids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Euclidean distance, cosine similarity) of each point to its own cluster's centroid, in one
+    pass over X: float32 (N,) each, NaN for noise. A zero vector (or zero centroid) has no
+    direction; its similarity is reported as 0.0."""
+    idx = _centroid_index(labels, cluster_labels)
+    c_norm = np.linalg.norm(centroids, axis=1)
+    dist = np.full(X.shape[0], np.nan, dtype=np.float32)
+    cos = np.full(X.shape[0], np.nan, dtype=np.float32)
+    for start in range(0, X.shape[0], _CHUNK):
+        stop = min(start + _CHUNK, X.shape[0])
+        own = idx[start:stop]
+        if (own >= 0).all():  # the common case: a slice, not a copy of the rows
+            rows: slice | np.ndarray = slice(start, stop)
+        else:
+            rows = np.nonzero(own >= 0)[0] + start
+            own = idx[rows]
+            if not own.size:
+                continue
+        pts = np.asarray(X[rows], dtype=np.float32)
+        cents = centroids[own]
+        dots = np.einsum("ij,ij->i", pts, cents)
+        denom = np.sqrt(np.einsum("ij,ij->i", pts, pts)) * c_norm[own]
+        cos[rows] = np.clip(np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0), -1.0, 1.0)
+        cents -= pts  # the gathered copy is ours: reuse it for the difference
+        dist[rows] = np.sqrt(np.einsum("ij,ij->i", cents, cents))
+    return dist, cos
+
+
 def distances_to_centroids(
     X: np.ndarray, labels: np.ndarray, cluster_labels: np.ndarray, centroids: np.ndarray
 ) -> np.ndarray:
     """Euclidean distance of each point to its own cluster's centroid: float32 (N,), NaN for noise."""
-    idx = _centroid_index(labels, cluster_labels)
-    out = np.full(X.shape[0], np.nan, dtype=np.float32)
-    for start in range(0, X.shape[0], _CHUNK):
-        rows = np.nonzero(idx[start : start + _CHUNK] >= 0)[0] + start
-        if rows.size:
-            diff = np.asarray(X[rows], dtype=np.float32) - centroids[idx[rows]]
-            out[rows] = np.linalg.norm(diff, axis=1)
-    return out
+    return point_stats(X, labels, cluster_labels, centroids)[0]
 
 
 def cosine_to_centroids(
@@ -86,20 +119,7 @@ def cosine_to_centroids(
 
     A zero vector (or zero centroid) has no direction; its similarity is reported as 0.0.
     """
-    idx = _centroid_index(labels, cluster_labels)
-    c_norm = np.linalg.norm(centroids, axis=1)
-    out = np.full(X.shape[0], np.nan, dtype=np.float32)
-    for start in range(0, X.shape[0], _CHUNK):
-        rows = np.nonzero(idx[start : start + _CHUNK] >= 0)[0] + start
-        if not rows.size:
-            continue
-        pts = np.asarray(X[rows], dtype=np.float32)
-        cents = centroids[idx[rows]]
-        denom = np.linalg.norm(pts, axis=1) * c_norm[idx[rows]]
-        dots = np.einsum("ij,ij->i", pts, cents)
-        cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-        out[rows] = np.clip(cos, -1.0, 1.0)
-    return out
+    return point_stats(X, labels, cluster_labels, centroids)[1]
 
 
 def cosine_stats(
