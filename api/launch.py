@@ -1,4 +1,5 @@
-"""Start a run: write it `pending` (before any reply), mark the cluster QUEUED, enqueue the run id."""
+"""Start a run: admit it (core.admission), write it `pending` (before any reply), mark the cluster
+QUEUED, enqueue the run id."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import logging
 from typing import Any
 
 from api.deps import Services
+from core import admission
+from core.algorithms import validate_params
 from core.errors import ServiceUnavailable
+from core.filters import DOCUMENT_SCHEMA, compile_filter
 from core.ids import new_run_id, new_task_id
 from core.models import FailureCategory
-from core.store import clusters, executions, run_state
+from core.store import clusters, collections, documents, executions, run_state
+from core.vectors import resolve_vector_name
 from worker.app import enqueue
 
 log = logging.getLogger("clusterd.api")
@@ -51,6 +56,49 @@ def run_config(
         "save_artifacts": True,
         **overrides,
     }
+
+
+async def admit(svc: Services, *, ns: str, config: dict[str, Any], field: str = "sample_size") -> None:
+    """Refuse with 422 `too_many_points` a vector run that would cluster more points than one worker
+    takes (core.admission): N = min(documents matching the filters that have the vector,
+    sample_size). Counts only when `sample_size` alone does not settle it."""
+    if config["algorithm"] == "attribute_based":
+        return  # grouping is linear: the worker's cap only bounds memory
+    params = validate_params(config["algorithm"], config.get("algorithm_params"))
+    names: dict[str, str] = {}  # collection id -> the vector's name there
+    dims = 0
+    for cid in config["collection_ids"]:
+        col = await collections.find(svc.db, ns=ns, ident=cid)
+        dims_by_name = collections.dimensions_of(col) if col is not None else {}
+        name = resolve_vector_name(config["feature_name"], set(dims_by_name))
+        if name is not None:
+            names[cid], dims = name, max(dims, dims_by_name[name])
+    if not names:
+        return  # no collection has the vector: the run fails with its own message
+    s = svc.settings
+    cap = admission.cap(
+        config["algorithm"], params, dims, scale=s.admission_scale, memory_limit_mb=s.worker_memory_limit_mb
+    )
+    requested = config.get("sample_size")
+    if cap is None or (requested and requested <= cap.points):
+        return
+    match = compile_filter(config.get("filters"), schema=DOCUMENT_SCHEMA, where="filters")
+    points = await documents.count_matching(svc.db, ns=ns, collection_ids=list(names), match=match)
+    if points > cap.points:  # the cheap count may include documents without the vector
+        points = 0
+        for cid, name in names.items():
+            points += await documents.count_with_vector(
+                svc.db, ns=ns, collection_id=cid, vector_name=name, match=match
+            )
+    admission.check(
+        config["algorithm"],
+        params,
+        min(points, requested) if requested else points,
+        dims,
+        scale=s.admission_scale,
+        memory_limit_mb=s.worker_memory_limit_mb,
+        field=field,
+    )
 
 
 async def launch_run(

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     run_threads: int | None = Field(
         None, ge=1, description="threads per run in a pool process (unset: cores / worker_concurrency)"
     )
+    admission_scale: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="multiplies every algorithm's point limit (core.admission) for larger workers",
+    )
     pull_batch_size: int = Field(2000, ge=1)
     metrics_sample_size: int = Field(
         4096,  # core.metrics.SILHOUETTE_SAMPLE: within issue 6's 1 s for all metrics at 100k x 768

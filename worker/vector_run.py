@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from core import artifacts
-from core.algorithms import get_algorithm, validate_params
+from core import admission, artifacts
+from core.algorithms import validate_params
 from core.errors import RunDataError
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
 from core.store import collections, documents
@@ -50,11 +50,19 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         )
     order = np.lexsort((col_ids.astype(str), doc_ids.astype(str)))  # ascending document_id
     X, doc_ids, col_ids = X[order], doc_ids[order], col_ids[order]
-    spec = get_algorithm(cfg["algorithm"])
-    keep, sampling = sample_indices(retrieved, cfg.get("sample_size"), spec.max_points, int(cfg["seed"]))
+    params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
+    # the API admitted the run (core.admission); documents written since may exceed the cap: sample
+    limit = admission.cap(
+        cfg["algorithm"],
+        params,
+        int(X.shape[1]),
+        scale=rt.settings.admission_scale,
+        memory_limit_mb=rt.settings.worker_memory_limit_mb,
+    )
+    cap = limit.points if limit is not None else retrieved
+    keep, sampling = sample_indices(retrieved, cfg.get("sample_size"), cap, int(cfg["seed"]))
     if keep is not None:
         X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
-    params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
     pconf = PipelineConfig(
         algorithm=cfg["algorithm"],
         params=params,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import NamespaceDep, ServicesDep
 from api.errors import error_response
 from api.idempotency import IdempotencyKeyDep, fingerprint, launch_once
-from api.launch import launch_run, run_config
+from api.launch import admit, launch_run, run_config
 from api.purge import purge_cluster
 from api.routers.clusters import build_cluster_doc
 from api.schemas.clusters import ClusterCreate
@@ -184,13 +184,14 @@ async def execute_adhoc(
     async def launch() -> dict[str, Any]:
         doc = await build_cluster_doc(svc, ns, create, hidden=True)
         doc["adhoc"] = True
-        cluster = await clusters.create(svc.db, doc=doc)
         config = run_config(
-            cluster,
+            doc,
             sample_size=body.sample_size,
             compute_metrics=body.compute_metrics,
             save_artifacts=body.save_artifacts or body.include_members,
         )
+        await admit(svc, ns=ns, config=config)  # before the hidden definition is stored
+        cluster = await clusters.create(svc.db, doc=doc)
         return await launch_run(svc, ns=ns, cluster=cluster, config=config)
 
     # a replay answers from the same run: finished, still running (202) or failed

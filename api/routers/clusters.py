@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Response
 
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep
 from api.idempotency import IdempotencyKeyDep, fingerprint, launch_once
-from api.launch import launch_run, run_config
+from api.launch import admit, launch_run, run_config
 from api.listings import cluster_list, run_list
 from api.pagination import PageDep
 from api.purge import purge_cluster
@@ -190,12 +190,13 @@ async def execute_cluster(
         check_document_filters(body.filters, "filters")
         overrides["filters"] = body.filters
     config = run_config(cluster, sample_size=body.sample_size, **overrides)
+
+    async def launch() -> dict[str, Any]:
+        await admit(svc, ns=ns, config=config)  # 422 too_many_points: nothing is queued
+        return await launch_run(svc, ns=ns, cluster=cluster, config=config)
+
     launched = await launch_once(
-        svc,
-        ns=ns,
-        key=key,
-        fingerprint=fingerprint("execute", cluster["cluster_id"], body),
-        launch=lambda: launch_run(svc, ns=ns, cluster=cluster, config=config),
+        svc, ns=ns, key=key, fingerprint=fingerprint("execute", cluster["cluster_id"], body), launch=launch
     )
     response.headers.update(launched.headers())
     return task_response(launched.run)

@@ -1,7 +1,8 @@
 """POST /patterns/cluster: synchronous k-means / DBSCAN on an inline matrix (contract §1.1).
 
 Not an SDK route: errors leave as `{"error", "message"}` (never ErrorResponse), and the body is
-parsed here rather than by FastAPI so that every invalid input is a 400 `invalid_request`.
+parsed here rather than by FastAPI so that every invalid input is a 400 `invalid_request`. More
+points than the method's admission limit (core.admission) is a 422 `too_many_points`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from api.body_limit import BodyTooLarge
 from api.deps import get_services
 from api.errors import RETRY_AFTER_S, database_error
 from api.schemas.errors import PatternErrorResponse, error_responses
+from core import admission
 from core.store import api_keys
 
 log = logging.getLogger("clusterd.api")
@@ -288,9 +290,28 @@ def _dbscan(req: PatternRequest) -> dict[str, Any]:
     }
 
 
-def cluster(raw: bytes) -> dict[str, Any]:
-    """Parse, validate and cluster one request body; the 11-key response (CPU-bound: runs in a thread)."""
+def admit(req: PatternRequest, scale: float = 1.0) -> None:
+    """The run's admission limit (core.admission, the points bound: this route runs in the API
+    process, whose memory N×D ≤ MAX_VALUES already bounds): 422 `too_many_points` above it."""
+    try:
+        admission.check(
+            req.method,
+            None,
+            int(req.X.shape[0]),
+            int(req.X.shape[1]),
+            scale=scale,
+            field="data",
+            remedy="send at most {max} rows of data, or use POST /v1/clusters/execute (it samples)",
+        )
+    except admission.TooManyPoints as exc:
+        raise PatternError(422, "too_many_points", exc.message) from None
+
+
+def cluster(raw: bytes, scale: float = 1.0) -> dict[str, Any]:
+    """Parse, validate and cluster one request body; the 11-key response (CPU-bound: runs in a thread).
+    `scale` is CLUSTERD_ADMISSION_SCALE."""
     req = parse(raw)
+    admit(req, scale)
     with warnings.catch_warnings():
         # too few distinct points for k, or overflow on huge values (caught by _float): not errors here
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -349,7 +370,7 @@ REQUEST_SCHEMA: dict[str, Any] = {
     "/patterns/cluster",
     tags=["patterns"],
     summary="Cluster an inline matrix (kmeans or dbscan)",
-    responses=error_responses(400, 401, 413, 500, model=PatternErrorResponse),
+    responses=error_responses(400, 401, 413, 422, 500, model=PatternErrorResponse),
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}
     },
@@ -368,7 +389,8 @@ async def cluster_patterns(request: Request) -> JSONResponse:
         except BodyTooLarge as exc:  # a streamed body over CLUSTERD_MAX_BODY_MB (api.body_limit)
             return _error(413, "payload_too_large", str(exc.detail))
         async with _slots(request):
-            body = await asyncio.to_thread(cluster, raw)
+            scale = get_services(request).settings.admission_scale
+            body = await asyncio.to_thread(cluster, raw, scale)
         return JSONResponse(body)
     except PatternError as exc:
         return exc.response()

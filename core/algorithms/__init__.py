@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 from core.errors import ValidationFailed
 
 P = TypeVar("P", bound=BaseModel)
-DEFAULT_MAX_POINTS = 100_000  # the engine cap; O(N^2) algorithms register 50_000, k-means 1_000_000
 
 
 @dataclass
@@ -41,7 +40,6 @@ class AlgorithmSpec:
     fit: FitFn
     produces_noise: bool
     reduces_high_dim: bool = False  # cluster a PCA projection of wide vectors (density methods)
-    max_points: int = DEFAULT_MAX_POINTS  # a run samples down to this many points (seeded)
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
@@ -53,7 +51,6 @@ def register(
     *,
     produces_noise: bool = False,
     reduces_high_dim: bool = False,
-    max_points: int = DEFAULT_MAX_POINTS,
 ) -> Callable[[Fit[P]], Fit[P]]:
     """Register `fn` under `name`; the stored fit checks the label contract on every call."""
 
@@ -69,7 +66,7 @@ def register(
             fitted.labels = _check_labels(name, np.asarray(fitted.labels), X.shape[0], produces_noise)
             return fitted
 
-        _REGISTRY[name] = AlgorithmSpec(name, params_model, fit, produces_noise, reduces_high_dim, max_points)
+        _REGISTRY[name] = AlgorithmSpec(name, params_model, fit, produces_noise, reduces_high_dim)
         return fn
 
     return decorator

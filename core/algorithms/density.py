@@ -270,7 +270,7 @@ def _check_weights(name: str, metric_params: dict[str, Any] | None, d: int) -> N
 # --- fits ---
 
 
-@register("dbscan", DBSCANParams, produces_noise=True, reduces_high_dim=True, max_points=50_000)
+@register("dbscan", DBSCANParams, produces_noise=True, reduces_high_dim=True)
 def dbscan(X: np.ndarray, p: DBSCANParams, seed: int) -> Fitted:
     """DBSCAN (scikit-learn): `DBSCAN(eps, min_samples, metric, metric_params, algorithm, leaf_size,
     p, n_jobs).fit_predict(X)`; `eps: null` takes the k-distance knee and reports it."""
@@ -284,7 +284,7 @@ def dbscan(X: np.ndarray, p: DBSCANParams, seed: int) -> Fitted:
     return Fitted(np.asarray(labels, dtype=np.int64), used)
 
 
-@register("hdbscan", HDBSCANParams, produces_noise=True, reduces_high_dim=True, max_points=100_000)
+@register("hdbscan", HDBSCANParams, produces_noise=True, reduces_high_dim=True)
 def hdbscan_(X: np.ndarray, p: HDBSCANParams, seed: int) -> np.ndarray | Fitted:
     """`hdbscan.HDBSCAN(...)` with the request's params (deterministic: no randomness in the package).
     Fewer points than min_cluster_size give all noise, as in the package. Wide data of at least
@@ -310,7 +310,7 @@ def hdbscan_(X: np.ndarray, p: HDBSCANParams, seed: int) -> np.ndarray | Fitted:
     return np.asarray(model.fit_predict(X), dtype=np.int64)
 
 
-@register("optics", OPTICSParams, produces_noise=True, reduces_high_dim=True, max_points=50_000)
+@register("optics", OPTICSParams, produces_noise=True, reduces_high_dim=True)
 def optics(X: np.ndarray, p: OPTICSParams, seed: int) -> np.ndarray:
     """OPTICS (scikit-learn) with the request's params; `max_eps: null` is scikit-learn's inf."""
     n = X.shape[0]
@@ -342,7 +342,7 @@ def optics(X: np.ndarray, p: OPTICSParams, seed: int) -> np.ndarray:
         return np.asarray(model.fit_predict(X), dtype=np.int64)
 
 
-@register("mean_shift", MeanShiftParams, produces_noise=True, reduces_high_dim=True, max_points=50_000)
+@register("mean_shift", MeanShiftParams, produces_noise=True, reduces_high_dim=True)
 def mean_shift(X: np.ndarray, p: MeanShiftParams, seed: int) -> Fitted:
     """MeanShift (scikit-learn); `bandwidth: null` ⇒ estimate_bandwidth (module docstring), reported.
     Labels are -1 only with `cluster_all: false` (orphans)."""

@@ -21,7 +21,7 @@ affinities / kernels such as `rbf` or `nearest_neighbors` — are ignored (the d
 used) instead of rejected. `affinity` is accepted as the pre-1.4 scikit-learn / SDK name of `metric`
 (the SDK's AgglomerativeParams only has `affinity`); `metric` wins when both are sent.
 
-O(N²) memory and time: registered with max_points=50_000.
+O(N²) memory and time: `core.admission` admits at most 30,000 points per run.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ class AgglomerativeParams(BaseModel):
         return self
 
 
-# O(N^2) memory: ward on 50k x 768 took ~20 GB and 16 min on 2 cores, 20k took 3.4 GB and 112 s
-@register("agglomerative", AgglomerativeParams, max_points=20_000)
+# O(N^2) memory: ward on 50k x 768 took ~20 GB and 16 min on 2 cores (point limit: core.admission)
+@register("agglomerative", AgglomerativeParams)
 def agglomerative(X: np.ndarray, p: AgglomerativeParams, seed: int) -> np.ndarray | Fitted:
     """Fit AgglomerativeClustering on float32 `X` (modes in the module docstring).
 

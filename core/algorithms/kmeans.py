@@ -69,7 +69,7 @@ _NEIGHBOUR_SEARCH = frozenset({"auto", "ball_tree", "kd_tree", "brute"})
 EXACT_MAX_CELLS = 1_000_000  # N×D up to which scikit-learn's KMeans runs as is (well under 1 s)
 
 
-@register("kmeans", KMeansParams, max_points=1_000_000)
+@register("kmeans", KMeansParams)
 def kmeans(X: np.ndarray, p: KMeansParams, seed: int) -> np.ndarray | Fitted:
     """Fit KMeans on float32 `X`.
 

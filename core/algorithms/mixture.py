@@ -61,7 +61,7 @@ def _is_zero(value: Any) -> bool:
 
 
 # full covariances on 768-d vectors are slow and always pick one component: fit a PCA projection
-@register("gaussian_mixture", GaussianMixtureParams, max_points=100_000, reduces_high_dim=True)
+@register("gaussian_mixture", GaussianMixtureParams, reduces_high_dim=True)
 def gaussian_mixture(X: np.ndarray, p: GaussianMixtureParams, seed: int) -> np.ndarray | Fitted:
     """Fit a GaussianMixture on float32 `X` and label each point with its most likely component.
 

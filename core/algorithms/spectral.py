@@ -13,8 +13,9 @@ eigenvectors with k-means (scikit-learn's `assign_labels="kmeans"` step, whateve
 run reports `used = {"n_clusters": k, "k_selection": {...}}`.
 
 Limits: `affinity="rbf"` builds a dense N×N matrix (10,000 points already take ~4 GB and ~30 s), so
-rbf runs above RBF_MAX_POINTS fail with a message pointing at `nearest_neighbors` or `sample_size`;
-`nearest_neighbors` runs up to the registered 50,000 points (slow: ~10 min at 50,000).
+rbf runs above RBF_MAX_POINTS are refused at submit time (`core.admission`), and a fit above it fails
+with a message pointing at `nearest_neighbors` or `sample_size`; `nearest_neighbors` runs are admitted
+up to 100,000 points.
 `n_neighbors` above the number of points is capped (reported in `used`).
 
 Foreign vocabulary: `n_init: "auto"` (a KMeans value) and `affinity` values that are metric names of
@@ -77,7 +78,7 @@ class SpectralParams(BaseModel):
         return value
 
 
-@register("spectral", SpectralParams, max_points=50_000)
+@register("spectral", SpectralParams)
 def spectral(X: np.ndarray, p: SpectralParams, seed: int) -> np.ndarray | Fitted:
     """Fit SpectralClustering on float32 `X` (details in the module docstring).
 

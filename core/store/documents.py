@@ -137,6 +137,15 @@ async def count_matching(
     return int(await db.documents.count_documents(q))
 
 
+async def count_with_vector(
+    db: Database, *, ns: str, collection_id: str, vector_name: str, match: dict[str, Any] | None = None
+) -> int:
+    """Documents of one collection that pass `match` and have vector `vector_name`."""
+    has_vector = {f"vectors.{vector_name}": {"$exists": True}}
+    q = combine({"namespace_id": ns, "collection_id": collection_id, **has_vector}, match or {})
+    return int(await db.documents.count_documents(q))
+
+
 async def iter_vector_batches(
     db: Database,
     *,

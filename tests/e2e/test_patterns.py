@@ -403,10 +403,10 @@ async def test_clustering_runs_off_the_event_loop(papi: Api, monkeypatch: pytest
     started, release = threading.Event(), threading.Event()
     real = patterns.cluster
 
-    def slow(raw: bytes) -> dict[str, Any]:
+    def slow(raw: bytes, *rest: Any) -> dict[str, Any]:
         started.set()
         assert release.wait(30)
-        return real(raw)
+        return real(raw, *rest)
 
     monkeypatch.setattr(patterns, "cluster", slow)
     pending = asyncio.create_task(post(papi, {"data": GOOD, "n_clusters": 2}))
