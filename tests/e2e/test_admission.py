@@ -14,10 +14,10 @@ from mixpeek.models.byo_upsert_request import BYOUpsertRequest
 from mixpeek.models.create_collection_request import CreateCollectionRequest
 from mixpeek.models.execute_cluster_by_id_request import ExecuteClusterByIdRequest
 
-from api.routers import patterns
 from core import admission
 from tests.conftest import ADMIN_KEY, Api, blobs, free_port, serve_asgi, serve_uvicorn
 from tests.e2e.run_helpers import assert_error, get_run, wait_status, worker
+from tests.e2e.test_patterns import with_patterns
 from tests.e2e.test_sdk import sdk_kmeans_cluster
 
 pytestmark = pytest.mark.e2e
@@ -206,9 +206,7 @@ async def test_the_memory_bound(make_settings: Any, monkeypatch: pytest.MonkeyPa
 @pytest.fixture
 async def papi(make_settings: Any) -> AsyncIterator[Api]:
     async with serve_asgi(make_settings(embedded_worker=False)) as a:
-        if not any(getattr(r, "path", None) == "/patterns/cluster" for r in a.app.routes):
-            a.app.include_router(patterns.router)
-        yield a
+        yield with_patterns(a)
 
 
 async def test_patterns_over_the_limit_is_422_in_its_own_shape(
