@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -80,11 +80,102 @@ def decode(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=DTYPE)
 
 
-def decode_many(chunks: list[bytes], dimensions: int) -> np.ndarray:
-    """Decode equal-length float32 blobs into an (n, dimensions) array with one copy."""
-    if not chunks:
-        return np.empty((0, dimensions), dtype=DTYPE)
-    return np.frombuffer(b"".join(chunks), dtype=DTYPE).reshape(len(chunks), dimensions)
+def decode_many(chunks: Sequence[bytes], dimensions: int) -> np.ndarray:
+    """Decode equal-length float32 blobs into a writable (n, dimensions) array, one row copy each."""
+    rows = VectorRows(dimensions, len(chunks))
+    rows.extend(chunks)
+    return rows.take()
+
+
+_MOVE_BYTES = 8 << 20  # rows gathered per step when compacting in place (~8 MB of temporary)
+
+
+class VectorRows:
+    """A float32 (n, dimensions) matrix filled from stored blobs, each copied once into its row.
+
+    The buffer is allocated for `capacity` rows up front (rows never written cost address space but
+    no memory) and grows by a quarter when more arrive (the one moment two copies are alive).
+    `reorder` and `keep` work in place, `take` trims the unused tail in place and hands the matrix
+    over. No view or buffer export of the buffer escapes before `take`, which is what makes the
+    in-place resizes safe.
+    """
+
+    def __init__(self, dimensions: int, capacity: int = 0) -> None:
+        self.dimensions = dimensions
+        self._width = dimensions * DTYPE.itemsize
+        self._buf = np.empty((max(0, capacity), dimensions), DTYPE)
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def capacity(self) -> int:
+        return int(self._buf.shape[0])
+
+    def extend(self, chunks: Sequence[bytes]) -> None:
+        """Append one row per blob; each must hold exactly `dimensions` little-endian float32."""
+        if not chunks:
+            return
+        need = self._n + len(chunks)
+        if need > self.capacity:
+            self._grow(need)
+        w, start = self._width, self._n * self._width
+        with self._buf.data.cast("B") as mv:
+            for chunk in chunks:  # a blob of another length raises (the slice is one row long)
+                mv[start : start + w] = chunk
+                start += w
+        self._n = need
+
+    def _grow(self, need: int) -> None:
+        bigger = np.empty((max(need, self.capacity + self.capacity // 4), self.dimensions), DTYPE)
+        bigger[: self._n] = self._buf[: self._n]
+        self._buf = bigger
+
+    def reorder(self, order: np.ndarray) -> None:
+        """Rows become `rows[order]` (a permutation of range(len(self))), moved in place cycle by
+        cycle instead of gathered into a second matrix."""
+        n = self._n
+        perm = np.asarray(order, dtype=np.intp)
+        if perm.shape != (n,) or not np.array_equal(np.sort(perm), np.arange(n)):
+            raise ValueError("order must be a permutation of the rows")  # else a cycle never closes
+        moved = np.flatnonzero(perm != np.arange(n))
+        if moved.size == 0:
+            return
+        src, done, buf = perm.tolist(), bytearray(n), self._buf
+        for start in moved.tolist():
+            if done[start]:
+                continue
+            held = buf[start].copy()
+            i = start
+            while True:
+                done[i] = 1
+                j = src[i]
+                if j == start:
+                    buf[i] = held
+                    break
+                buf[i] = buf[j]
+                i = j
+
+    def keep(self, indices: np.ndarray) -> None:
+        """Keep only the rows at `indices` (strictly increasing), compacted to the front in place:
+        row i comes from indices[i] >= i, so a step never overwrites a row a later step reads."""
+        idx = np.asarray(indices, dtype=np.intp)
+        if idx.size and (idx[0] < 0 or idx[-1] >= self._n or (idx.size > 1 and np.any(np.diff(idx) <= 0))):
+            raise ValueError("indices must be strictly increasing row numbers")
+        step = max(1, _MOVE_BYTES // max(1, self._width))
+        for s in range(0, idx.size, step):
+            part = idx[s : s + step]
+            self._buf[s : s + part.size] = self._buf[part]  # the gather copies before the write
+        self._n = int(idx.size)
+
+    def take(self) -> np.ndarray:
+        """The (len(self), dimensions) matrix; this buffer starts over empty."""
+        buf, n = self._buf, self._n
+        self._buf, self._n = np.empty((0, self.dimensions), DTYPE), 0
+        if n < buf.shape[0]:
+            buf.resize((n, self.dimensions), refcheck=False)  # in place: no view of buf exists
+        return buf
 
 
 def validate_vectors(

@@ -14,7 +14,7 @@ from core.algorithms import validate_params
 from core.errors import RunDataError
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
 from core.store import collections, documents
-from core.vectors import encode, resolve_vector_name
+from core.vectors import VectorRows, encode, resolve_vector_name
 from worker.runtime import Runtime
 from worker.stages import Progress, document_filter, sample_indices
 
@@ -23,46 +23,62 @@ REPRESENTATIVES = 5
 
 @dataclass
 class Pulled:
+    """What `_pull` read: the rows in one preallocated buffer, their ids, and the counts."""
+
     document_ids: list[str] = field(default_factory=list)
     collection_ids: list[str] = field(default_factory=list)
-    blocks: list[np.ndarray] = field(default_factory=list)
+    rows: VectorRows | None = None
     source_documents: int = 0
     skipped: int = 0
     dimensions: int | None = None
 
-    def matrix(self) -> np.ndarray:
-        return np.concatenate(self.blocks) if self.blocks else np.empty((0, self.dimensions or 0), np.float32)
+    def arrange(
+        self, *, sample_size: int | None, cap: int, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any] | None]:
+        """(X, document ids, collection ids, sampling report) in run order: ascending document_id,
+        then collection id, then the seeded sample (`sample_indices`). Each collection arrives
+        sorted, so a one-collection run is in order already; rows of several are interleaved and
+        sampled in place in the one buffer, never through a second matrix. Pulled lets go of all."""
+        doc_ids = np.asarray(self.document_ids, dtype=object)
+        col_ids = np.asarray(self.collection_ids, dtype=object)
+        rows, self.rows, self.document_ids, self.collection_ids = self.rows, None, [], []
+        if rows is None:
+            rows = VectorRows(self.dimensions or 0)
+        order = np.lexsort((col_ids.astype(str), doc_ids.astype(str)))
+        if not np.array_equal(order, np.arange(order.size)):
+            rows.reorder(order)
+            doc_ids, col_ids = doc_ids[order], col_ids[order]
+        keep, sampling = sample_indices(len(rows), sample_size, cap, seed)
+        if keep is not None:
+            rows.keep(keep)
+            doc_ids, col_ids = doc_ids[keep], col_ids[keep]
+        return rows.take(), doc_ids, col_ids, sampling
 
 
 async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, started: float) -> dict[str, Any]:
     cfg = run["config"]
     await progress.checkpoint("pulling", 0.02)
     pulled = await _pull(rt, run, progress)
-    X = pulled.matrix()
-    doc_ids = np.asarray(pulled.document_ids, dtype=object)
-    col_ids = np.asarray(pulled.collection_ids, dtype=object)
-    retrieved = X.shape[0]
+    retrieved = len(pulled.document_ids)
     if retrieved == 0:
         scope = "matching the filters " if cfg.get("filters") else ""
         raise RunDataError(
             f"no usable vectors: none of the {pulled.source_documents} documents {scope}has vector "
             f"'{cfg['feature_name']}'"
         )
-    order = np.lexsort((col_ids.astype(str), doc_ids.astype(str)))  # ascending document_id
-    X, doc_ids, col_ids = X[order], doc_ids[order], col_ids[order]
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
     # the API admitted the run (core.admission); documents written since may exceed the cap: sample
     limit = admission.cap(
         cfg["algorithm"],
         params,
-        int(X.shape[1]),
+        int(pulled.dimensions or 0),
         scale=rt.settings.admission_scale,
         memory_limit_mb=rt.settings.worker_memory_limit_mb,
     )
     cap = limit.points if limit is not None else retrieved
-    keep, sampling = sample_indices(retrieved, cfg.get("sample_size"), cap, int(cfg["seed"]))
-    if keep is not None:
-        X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
+    X, doc_ids, col_ids, sampling = pulled.arrange(
+        sample_size=cfg.get("sample_size"), cap=cap, seed=int(cfg["seed"])
+    )
     pconf = PipelineConfig(
         algorithm=cfg["algorithm"],
         params=params,
@@ -127,7 +143,10 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
                 f"but {out.dimensions} elsewhere"
             )
         out.dimensions = dims
-        async for ids, block, skipped in documents.iter_vector_batches(
+        if out.rows is None:  # sized by the count; rows never written cost no memory
+            expected = max(0, out.source_documents - seen)
+            out.rows = VectorRows(dims, expected + max(rt.settings.pull_batch_size, expected // 64))
+        async for ids, blobs, skipped in documents.iter_vector_batches(
             rt.db,
             ns=ns,
             collection_id=cid,
@@ -136,9 +155,9 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
             batch_size=rt.settings.pull_batch_size,
             match=match,
         ):
+            out.rows.extend(blobs)  # grows if documents arrived since the count
             out.document_ids.extend(ids)
             out.collection_ids.extend([cid] * len(ids))
-            out.blocks.append(block)
             out.skipped += skipped
             seen += len(ids) + skipped
             await progress.checkpoint("pulling", 0.02 + 0.28 * min(1.0, seen / max(1, out.source_documents)))
