@@ -23,11 +23,9 @@ matrix (the store's own copy of the blobs is there before and not counted).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +73,6 @@ def table(rows: list[Stats], n: int) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
-
-
-def _peak_mb(fn: Callable[[], Any]) -> tuple[float, Any]:
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, else reused pages hide a peak
-    return peak_rss_delta_mb(fn)
 
 
 # ---- pull/decode ---------------------------------------------------------------------------------
@@ -194,7 +187,7 @@ def store_case(opts: Options) -> CaseResult:
         M, _, _, _ = pulled.arrange(sample_size=None, cap=n, seed=0)
         assert np.array_equal(M, X), "the pull must return the stored matrix in document_id order"
         del M, pulled
-        peak_mb, _ = _peak_mb(clusterd)
+        peak_mb, _ = peak_rss_delta_mb(clusterd)
         rows = round_robin({"mongomock find+sort": reference, "clusterd _pull": clusterd}, opts.repeats)
         loop.close()
     res = CaseResult(
