@@ -14,8 +14,9 @@ Data: 100,000 vectors x 768 float32 (`--quick`: 10,000), stored as clusterd stor
   frombuffer + stack: what the pull did before. mongomock's cursor slices its whole result list
   for every document it returns, so that reference is quadratic (minutes at full size).
 
-Targets: decode >= 500k vectors/s; pull >= 100k vectors/s; the pull's peak added memory <= 2x the
-matrix (the store's own copy of the blobs is there before and not counted).
+Targets: decode >= 500k vectors/s and pull >= 100k vectors/s at full size (`--quick` reports the
+rates only); the pull's peak added memory <= 2x the matrix (the store's own copy of the blobs is
+there before and not counted).
 
     python scripts/bench.py --only pull [--quick] [--repeats 3]
 """
@@ -57,6 +58,15 @@ def data(n: int, seed: int) -> np.ndarray:
 
 def rate(stats: Stats, n: int) -> float:
     return n / stats.median
+
+
+def rate_target(res: CaseResult, opts: Options, target: Target) -> None:
+    """Throughput targets hold at full size; `--quick` (10k rows, where fixed costs and the other
+    tenants weigh more) reports the figure only, as a note."""
+    if opts.quick:
+        res.notes.append(f"{target.name} (full size only; quick: {target.detail})")
+    else:
+        res.targets.append(target)
 
 
 def table(rows: list[Stats], n: int) -> list[dict[str, Any]]:
@@ -109,13 +119,15 @@ def decode_case(opts: Options) -> CaseResult:
     )
     res.table = table(rows, n)
     ours = rows[-1]
-    res.targets.append(
+    rate_target(
+        res,
+        opts,
         Target(
             f"decode >= {DECODE_TARGET // 1000}k vectors/s (D={D})",
             rate(ours, n) >= DECODE_TARGET,
             f"{rate(ours, n):,.0f}/s, {res.ratio(ours.name):.2f}x numpy's stack, "
             f"other load {ours.foreign:.2f} cores",
-        )
+        ),
     )
     return res
 
@@ -202,13 +214,17 @@ def store_case(opts: Options) -> CaseResult:
     res.notes.append(
         f"clusterd's pull adds {peak_mb:.0f} MB at its peak for a {matrix_mb:.0f} MB matrix ({ratio:.2f}x)"
     )
-    res.targets += [
+    rate_target(
+        res,
+        opts,
         Target(
             f"pull >= {PULL_TARGET // 1000}k vectors/s ({n:,} x {D})",
             rate(ours, n) >= PULL_TARGET,
             f"{rate(ours, n):,.0f}/s, {res.ratio(ours.name):.0f}x mongomock's find, "
             f"other load {ours.foreign:.2f} cores",
         ),
+    )
+    res.targets += [
         Target(
             f"pull peak memory <= {PULL_MEMORY_TARGET:g}x the matrix",
             ratio <= PULL_MEMORY_TARGET,
