@@ -88,6 +88,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         metrics_sample_size=rt.settings.metrics_sample_size,
         centroid_method=cfg.get("centroid_method") or "mean",
         reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
+        owns_input=True,  # the pulled matrix is the run's own: normalise it in place
     )
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
