@@ -10,7 +10,7 @@ from core.errors import Conflict, NotFound
 from core.ids import CLUSTER_ID_RE
 from core.listing import SortKey
 from core.models import ClusterStatus
-from core.store.db import Database, list_matches
+from core.store.db import Database, aggregate, list_matches
 from core.timeutil import utcnow
 
 _PROJ = {"_id": 0}
@@ -90,7 +90,7 @@ async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
     ]
     by_status: dict[str, int] = {}
     total = docs = 0
-    async for row in db.clusters.aggregate(pipeline):
+    for row in await aggregate(db.clusters, pipeline, reads=("status", "num_documents_clustered")):
         n = int(row["n"])
         by_status[str(row["_id"] or ClusterStatus.PENDING.value)] = n
         total += n

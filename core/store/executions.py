@@ -11,7 +11,7 @@ from typing import Any
 from core.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from core.listing import SortKey, missing_flag
 from core.models import RunStatus
-from core.store.db import Database, list_matches
+from core.store.db import Database, aggregate, list_matches
 from core.timeutil import utcnow
 
 _PROJ = {"_id": 0}
@@ -81,6 +81,9 @@ async def list_page(
     )  # fmt: skip
 
 
+_STATS_READS = ("status", "num_points", "num_clusters", "execution_time_ms")
+
+
 async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
     """ClusterExecutionListStats over every match, aggregated by the database per status."""
     pipeline = [
@@ -99,7 +102,7 @@ async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
     by_status: dict[str, int] = {}
     total = points = nclusters = timed_runs = 0
     ms = 0.0
-    async for row in db.cluster_executions.aggregate(pipeline):
+    for row in await aggregate(db.cluster_executions, pipeline, reads=_STATS_READS):
         n = int(row["n"])
         by_status[str(row["_id"])] = n
         total += n
