@@ -2,12 +2,14 @@
 
 The server is `python -m api.cli serve` (embedded store and worker) in its own process on a free
 loopback port (scripts/load_server.py). Seeding (untimed) makes one collection, two clusters and
-`RUNS` runs, waiting until they are terminal. Then `POLLERS` pollers, each an `httpx.AsyncClient`
-with one keep-alive connection of its own, poll on a fixed schedule: every poller ticks every
-`interval` seconds (a random phase each, so the requests spread out) and polls one run per tick,
-`GET /v1/clusters/{cluster_id}/executions/{run_id}` (what the SDK's run status calls), walking the
-runs round-robin. A poller that falls behind its schedule sends at once (latency is measured from
-the send, so a saturated server shows as lost throughput, not hidden queueing).
+`RUNS` runs, waiting until they are terminal and the server is idle (the embedded default compiles
+fast-hdbscan in the background at start). Then `POLLERS` pollers, each an `httpx.AsyncClient` with
+one keep-alive connection of its own, spread over `CLIENT_PROCS` forked client processes, poll on a
+fixed schedule: every poller ticks every `interval` seconds (a random phase each, so the requests
+spread out) and polls one run per tick, `GET /v1/clusters/{cluster_id}/executions/{run_id}` (the
+SDK's run status call), walking the runs round-robin. A poller that falls behind its schedule sends
+at once, without catching up (latency is measured from the send, so a saturated server shows as
+lost throughput rather than as queueing inside the client).
 
 The reference row runs the same pollers in the same run against the cheapest route: an
 authenticated request that fails routing (`GET /v1/_floor` → 404): uvicorn (h11), Starlette's
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import multiprocessing
 import os
 import random
 import secrets
@@ -46,6 +49,7 @@ from bench_harness import CaseResult, Options, Stats, Target, round_robin  # noq
 from load_server import own_server  # noqa: E402
 
 POLLERS = 100
+CLIENT_PROCS = 4  # client processes the pollers are spread over
 RUNS = 20
 REALISTIC_S = 0.5  # a client polling a run twice a second (the SDK's default is a 1 s wait)
 HEAVY_S = 0.1
@@ -110,10 +114,20 @@ def server_cpu(pid: int) -> float:
 
 
 async def poll_for(
-    url: str, headers: dict[str, str], paths: list[str], *, pollers: int, interval: float, seconds: float
+    url: str,
+    headers: dict[str, str],
+    paths: list[str],
+    *,
+    pollers: int,
+    interval: float,
+    seconds: float,
+    first: int = 0,
+    start_at: float | None = None,
 ) -> dict[str, Any]:
-    """`pollers` clients, one connection each, each sending one GET every `interval` s for
-    `seconds`; latency percentiles (ms), throughput, errors."""
+    """`pollers` clients in this event loop, one connection each, each sending one GET every
+    `interval` s for `seconds`, walking `paths`; latency percentiles (ms), throughput, errors.
+    `first` numbers this group's pollers (their phases and first paths) among all of them;
+    `start_at` (time.monotonic(), the same clock in every process) starts several groups together."""
     lat: list[float] = []
     errors: dict[str, int] = {}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -127,8 +141,7 @@ async def poll_for(
         # open the connection before the clock starts: a poller is a client already connected
         await c.get(paths[i % len(paths)])
         await start.wait()
-        rnd = random.Random(i)  # noqa: S311 - a schedule, not crypto
-        tick, n = t0 + rnd.uniform(0, interval), i
+        tick, n = t0 + random.Random(i).uniform(0, interval), i  # noqa: S311 - a schedule, not crypto
         while tick < t_end:
             await asyncio.sleep(max(0.0, tick - time.perf_counter()))
             t = time.perf_counter()
@@ -140,14 +153,15 @@ async def poll_for(
                 lat.append(time.perf_counter() - t)
                 if r.status_code != expected:
                     errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
-            n += len(clients)  # poller i walks runs i, i + pollers, ...: every run gets polled
+            n += 1
             tick = max(tick + interval, time.perf_counter() - interval)  # never a burst to catch up
 
     start = asyncio.Event()
     t0 = t_end = 0.0
-    tasks = [asyncio.create_task(one(c, i)) for i, c in enumerate(clients)]
+    tasks = [asyncio.create_task(one(c, first + i)) for i, c in enumerate(clients)]
     await asyncio.sleep(0.5)  # let every connection open
-    t0 = time.perf_counter() + 0.05
+    delay = 0.05 if start_at is None else start_at - time.monotonic()
+    t0 = time.perf_counter() + max(0.0, delay)
     t_end = t0 + seconds
     start.set()
     try:
@@ -164,6 +178,57 @@ async def poll_for(
         "error_kinds": dict(errors),
         "latencies_ms": a,
     }
+
+
+def poll(
+    url: str,
+    headers: dict[str, str],
+    paths: list[str],
+    *,
+    pollers: int,
+    interval: float,
+    seconds: float,
+    procs: int = CLIENT_PROCS,
+) -> dict[str, Any]:
+    """`poll_for` with the pollers spread over `procs` forked client processes started together
+    (real pollers are separate clients: in one event loop, httpx's ~2 ms of CPU per request
+    queues them behind each other, which a server never sees); their requests pooled."""
+    start_at = time.monotonic() + 2.0  # every process forked and connected by then
+    groups = [
+        (
+            url,
+            headers,
+            paths,
+            {"pollers": n, "interval": interval, "seconds": seconds, "first": first, "start_at": start_at},
+        )
+        for first, n in _split(pollers, procs)
+    ]
+    with multiprocessing.get_context("fork").Pool(len(groups)) as pool:
+        parts = pool.starmap(_poll_group, groups)
+    kinds: dict[str, int] = {}
+    for part in parts:
+        for k, v in part["error_kinds"].items():
+            kinds[k] = kinds.get(k, 0) + v
+    a = np.concatenate([part["latencies_ms"] for part in parts])
+    return {
+        **percentiles(a),
+        "req_per_s": sum(part["req_per_s"] for part in parts),
+        "offered_per_s": pollers / interval,
+        "errors": sum(kinds.values()),
+        "error_kinds": kinds,
+        "latencies_ms": a,
+    }
+
+
+def _split(pollers: int, procs: int) -> list[tuple[int, int]]:
+    """(first poller, how many) per process, as even as can be; no empty group."""
+    procs = max(1, min(procs, pollers))
+    sizes = [pollers // procs + (1 if i < pollers % procs else 0) for i in range(procs)]
+    return [(sum(sizes[:i]), n) for i, n in enumerate(sizes)]
+
+
+def _poll_group(url: str, headers: dict[str, str], paths: list[str], kw: dict[str, Any]) -> dict[str, Any]:
+    return asyncio.run(poll_for(url, headers, paths, **kw))
 
 
 def percentiles(a: np.ndarray) -> dict[str, Any]:
@@ -205,16 +270,22 @@ def poll_case(opts: Options) -> CaseResult:
         f"floor = the same pollers on {FLOOR_PATH} (a 404 from the router: uvicorn + Starlette + "
         "clusterd's error handler, nothing else)",
         "median s / min s = the row's p99 latency per repeat; the table pools every repeat's requests",
-        "client and server share the machine: 'own cores' is this client, 'server cores' the server",
+        f"the pollers run in {CLIENT_PROCS} client processes: in one event loop httpx's CPU per request "
+        "queues them behind each other",
+        "client and server share the machine: 'own cores' is the client, 'server cores' the server",
     ]
+    # judged like every harness verdict, on the median over the repeats (here of each repeat's
+    # p99): one repeat caught by a burst of the other tenants' load does not decide it alone
     realistic = next(s for s in stats if s.name == POLL.format(REALISTIC_S))
-    info = realistic.info
+    info, p99 = realistic.info, realistic.median * 1000.0
+    p99s = " / ".join(f"{x * 1000:.1f}" for x in realistic.runs)
     result.targets.append(
         Target(
             f"poll p99 ≤ {TARGET_P99_MS:g} ms, {POLLERS} pollers every {REALISTIC_S:g} s",
-            info["p99_ms"] <= TARGET_P99_MS and info["errors"] == 0,
-            f"p50 {info['p50_ms']:.1f} / p95 {info['p95_ms']:.1f} / p99 {info['p99_ms']:.1f} ms, "
-            f"{info['errors']} errors, other load {realistic.foreign:.2f} cores",
+            p99 <= TARGET_P99_MS and info["errors"] == 0,
+            f"p99 per repeat {p99s} ms (median {p99:.1f}); all requests pooled: p50 "
+            f"{info['p50_ms']:.1f} / p95 {info['p95_ms']:.1f} / p99 {info['p99_ms']:.1f} ms; "
+            f"{info['errors']} errors; other load {realistic.foreign:.2f} cores",
         )
     )
     return result
@@ -235,7 +306,21 @@ def _seeded_server(
     with own_server(key, startup_timeout=60, profile_to=profile_to) as (url, pid):
         assert pid is not None
         runs = asyncio.run(_seed(url, headers, ns))
+        wait_idle(pid)
         yield url, headers, pid, [f"/v1/clusters/{cid}/executions/{rid}" for cid, rid in runs]
+
+
+def wait_idle(pid: int, timeout: float = 300.0) -> float:
+    """Block until the server has been idle for two seconds in a row (the embedded default
+    compiles fast-hdbscan in a background thread at start, ~30 s on a quiet machine, holding much
+    of the GIL: polls answer far slower until it is done); the seconds waited."""
+    started = time.perf_counter()
+    quiet = 0
+    while quiet < 2 and time.perf_counter() - started < timeout:
+        cpu0 = server_cpu(pid)
+        time.sleep(1.0)
+        quiet = quiet + 1 if server_cpu(pid) - cpu0 < 0.05 else 0
+    return time.perf_counter() - started
 
 
 async def _seed(url: str, headers: dict[str, str], ns: str) -> list[tuple[str, str]]:
@@ -254,9 +339,7 @@ def _rows(
 
         def run() -> None:
             cpu0, t0 = server_cpu(pid), time.perf_counter()
-            out = asyncio.run(
-                poll_for(url, headers, paths, pollers=POLLERS, interval=interval, seconds=seconds)
-            )
+            out = poll(url, headers, paths, pollers=POLLERS, interval=interval, seconds=seconds)
             out["server_cores"] = (server_cpu(pid) - cpu0) / (time.perf_counter() - t0)
             per_repeat[name].append(out)
 
@@ -310,12 +393,8 @@ def main() -> None:
     ap.add_argument("--floor", action="store_true", help="poll the floor route instead of runs")
     args = ap.parse_args()
     with _seeded_server(profile_to=args.profile.resolve()) as (url, headers, _, polls):
-        out = asyncio.run(
-            poll_for(
-                url, headers, [FLOOR_PATH] if args.floor else polls,
-                pollers=POLLERS, interval=args.interval, seconds=args.seconds,
-            )
-        )  # fmt: skip
+        paths = [FLOOR_PATH] if args.floor else polls
+        out = poll(url, headers, paths, pollers=POLLERS, interval=args.interval, seconds=args.seconds)
     print({k: v for k, v in out.items() if k != "latencies_ms"})
     pstats.Stats(str(args.profile)).sort_stats("cumulative").print_stats(60)
 
