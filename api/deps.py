@@ -24,7 +24,10 @@ class Services:
     pepper: bytes
 
 
-def get_services(request: Request) -> Services:
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def` dependency
+# in its thread pool, a thread hop (and GIL handoff) per request that cost the run poll more than
+# its store lookups on a busy machine.
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 

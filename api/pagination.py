@@ -94,7 +94,7 @@ def merge_body(page: Page, body: Any) -> Page:
     )
 
 
-def page_query(
+async def page_query(  # async: see api.deps.get_services
     limit: Annotated[int | None, Query()] = None,
     page_size: Annotated[int | None, Query()] = None,
     offset: Annotated[int | None, Query()] = None,

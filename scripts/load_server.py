@@ -24,16 +24,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# cProfile on the main thread's CPU clock (the event loop: time spent waiting for a core on a busy
+# machine is not charged to whatever was running). uvicorn re-raises the SIGTERM that stopped it
+# once it has shut down: as SystemExit, so the stats still get written.
+PROFILED = """
+import cProfile, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+sys.argv = ["clusterd", *{args!r}]
+from api.cli import main
+profile = cProfile.Profile(time.thread_time)
+try:
+    profile.runcall(main)
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats({out!r})
+"""
+
+
 @contextlib.contextmanager
-def own_server(key: str, startup_timeout: float) -> Iterator[tuple[str, int | None]]:
+def own_server(
+    key: str, startup_timeout: float, *, profile_to: Path | None = None
+) -> Iterator[tuple[str, int | None]]:
     """`python -m api.cli serve` (embedded store and worker) from this checkout on a free loopback
-    port, with a temporary data dir and `key` as its admin key; stopped (SIGTERM, then SIGKILL) on exit."""
+    port, with a temporary data dir and `key` as its admin key; stopped (SIGTERM, then SIGKILL) on exit.
+    With `profile_to` it runs under cProfile (the main thread: the event loop), which writes its
+    stats there when the server stops."""
     with tempfile.TemporaryDirectory(prefix="clusterd-load-") as tmp:
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERD_")}
         env |= {"CLUSTERD_API_KEYS": key, "CLUSTERD_DATA_DIR": str(Path(tmp) / "data")}
         log_path = Path(tmp) / "server.log"
-        cmd = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        cmd = [sys.executable, "-m", "api.cli", *args]
+        if profile_to is not None:
+            cmd = [sys.executable, "-c", PROFILED.format(args=args, out=str(profile_to))]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         url = f"http://127.0.0.1:{port}"

@@ -32,7 +32,7 @@ async def execution_history(
     hours: Hours = 24,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    cid = (await clusters.get_or_raise(svc.db, ns=ns, ident=cluster_id))["cluster_id"]
+    cid = await clusters.resolve_id(svc.db, ns=ns, ident=cluster_id)
     start, end = _window(hours)
     runs = await run_analytics.history(svc.db, ns=ns, cluster_id=cid, since=start, until=end, limit=limit)
     groups = await run_analytics.history_summary(svc.db, ns=ns, cluster_id=cid, since=start, until=end)
@@ -48,7 +48,7 @@ async def execution_history(
 async def failure_analysis(
     cluster_id: str, svc: ServicesDep, ns: NamespaceDep, hours: Hours = 24
 ) -> dict[str, Any]:
-    cid = (await clusters.get_or_raise(svc.db, ns=ns, ident=cluster_id))["cluster_id"]
+    cid = await clusters.resolve_id(svc.db, ns=ns, ident=cluster_id)
     start, end = _window(hours)
     runs, total = await run_analytics.failures(
         svc.db, ns=ns, cluster_id=cid, since=start, until=end, limit=MAX_FAILURES

@@ -206,8 +206,8 @@ async def execute_cluster(
 async def latest_execution(
     ident: str, svc: ServicesDep, ns: NamespaceDep, include_vectors: bool = False
 ) -> dict[str, Any] | None:
-    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
-    run = await executions.latest(svc.db, ns=ns, cluster_id=cluster["cluster_id"])
+    cluster_id = await clusters.resolve_id(svc.db, ns=ns, ident=ident)
+    run = await executions.latest(svc.db, ns=ns, cluster_id=cluster_id)
     return execution_result(run, include_vectors=include_vectors) if run else None
 
 
@@ -215,8 +215,8 @@ async def latest_execution(
 async def get_execution(
     ident: str, run_id: str, svc: ServicesDep, ns: NamespaceDep, include_vectors: bool = False
 ) -> dict[str, Any]:
-    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
-    run = await executions.get_or_raise(svc.db, ns=ns, cluster_id=cluster["cluster_id"], run_id=run_id)
+    cluster_id = await clusters.resolve_id(svc.db, ns=ns, ident=ident)
+    run = await executions.get_or_raise(svc.db, ns=ns, cluster_id=cluster_id, run_id=run_id)
     return execution_result(run, include_vectors=include_vectors)
 
 
@@ -228,8 +228,8 @@ async def list_executions(
     page: PageDep,
     body: Annotated[ListBody | None, Body()] = None,
 ) -> dict[str, Any]:
-    cluster = await clusters.get_or_raise(svc.db, ns=ns, ident=ident)
-    return await run_list(svc, ns, cluster["cluster_id"], page, body)
+    cluster_id = await clusters.resolve_id(svc.db, ns=ns, ident=ident)
+    return await run_list(svc, ns, cluster_id, page, body)
 
 
 @router.get("/v1/tasks/{task_id}")

@@ -336,7 +336,7 @@ async def _authenticated(request: Request) -> bool:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return False
-    svc = get_services(request)
+    svc = await get_services(request)
     return await api_keys.authenticate(svc.db, pepper=svc.pepper, key=token.strip()) is not None
 
 

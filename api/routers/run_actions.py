@@ -29,7 +29,7 @@ FORMATS = ("parquet", "csv")
 
 
 async def _cluster_id(svc: Services, ns: str, ident: str) -> str:
-    return str((await clusters.get_or_raise(svc.db, ns=ns, ident=ident))["cluster_id"])
+    return await clusters.resolve_id(svc.db, ns=ns, ident=ident)
 
 
 @router.post(RUN + "/cancel")

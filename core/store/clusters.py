@@ -7,9 +7,10 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from core.errors import Conflict, NotFound
+from core.ids import CLUSTER_ID_RE
 from core.listing import SortKey
 from core.models import ClusterStatus
-from core.store.db import Database, list_matches
+from core.store.db import Database, aggregate, list_matches
 from core.timeutil import utcnow
 
 _PROJ = {"_id": 0}
@@ -41,10 +42,16 @@ async def create(db: Database, *, doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-async def find(db: Database, *, ns: str, ident: str) -> dict[str, Any] | None:
-    doc = await db.clusters.find_one({"namespace_id": ns, "cluster_id": ident}, _PROJ)
+async def find(
+    db: Database, *, ns: str, ident: str, projection: dict[str, int] | None = None
+) -> dict[str, Any] | None:
+    """By id, else by name. An ident not of the id format can only be a name: one query."""
+    proj = projection or _PROJ
+    doc = None
+    if CLUSTER_ID_RE.match(ident):
+        doc = await db.clusters.find_one({"namespace_id": ns, "cluster_id": ident}, proj)
     if doc is None:
-        doc = await db.clusters.find_one({"namespace_id": ns, "cluster_name": ident}, _PROJ)
+        doc = await db.clusters.find_one({"namespace_id": ns, "cluster_name": ident}, proj)
     return doc  # type: ignore[no-any-return]
 
 
@@ -53,6 +60,15 @@ async def get_or_raise(db: Database, *, ns: str, ident: str) -> dict[str, Any]:
     if doc is None:
         raise NotFound(f"cluster '{ident}' not found")
     return doc
+
+
+async def resolve_id(db: Database, *, ns: str, ident: str) -> str:
+    """The id of the cluster `ident` (id or name) names, reading nothing else of it: routes that
+    only scope a run by its cluster (polling one, above all) skip copying the whole definition."""
+    doc = await find(db, ns=ns, ident=ident, projection={"_id": 0, "cluster_id": 1})
+    if doc is None:
+        raise NotFound(f"cluster '{ident}' not found")
+    return str(doc["cluster_id"])
 
 
 async def list_page(
@@ -74,7 +90,7 @@ async def list_stats(db: Database, *, match: dict[str, Any]) -> dict[str, Any]:
     ]
     by_status: dict[str, int] = {}
     total = docs = 0
-    async for row in db.clusters.aggregate(pipeline):
+    for row in await aggregate(db.clusters, pipeline, reads=("status", "num_documents_clustered")):
         n = int(row["n"])
         by_status[str(row["_id"] or ClusterStatus.PENDING.value)] = n
         total += n

@@ -126,7 +126,15 @@ def connect(settings: Settings, *, shared_mock: Any = None) -> tuple[Any, Databa
         client = (
             AsyncMongoMockClient(mock_mongo_client=shared_mock) if shared_mock else AsyncMongoMockClient()
         )
-    return client, client[settings.mongodb_database]
+    db = client[settings.mongodb_database]
+    if not settings.mongodb_url:
+        # mongomock-motor resolves `db.<collection>` through dir() of the whole database and builds
+        # a new wrapper each time (~30 µs; an authenticated run poll does it four times). The
+        # wrappers hold no state of their own: one per collection, kept on the instance where
+        # attribute lookup finds it first.
+        for name in INDEXES:
+            setattr(db, name, db[name])
+    return client, db
 
 
 # mongomock checks a unique index by scanning the whole collection on every insert, which made a
@@ -172,8 +180,62 @@ async def list_matches(
         match, keys, tiebreak=tiebreak, always_present=always_present, skip=offset, limit=limit,
         projection=projection,
     )  # fmt: skip
+    if q.pipeline is None and embedded(collection):
+        return await _embedded_page(collection, q)
     total = int(await collection.count_documents(match))
     if q.pipeline is not None:
-        return [d async for d in collection.aggregate(q.pipeline, allowDiskUse=True)], total
+        return await aggregate(collection, q.pipeline, allowDiskUse=True), total
     cursor = collection.find(q.match, q.projection).sort(q.sort).skip(q.skip).limit(q.limit)
     return [d async for d in cursor], total
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded store (mongomock) has no indexes and copies documents eagerly: where a list or a
+# stats call would copy far more than it returns, these paths read the same answer another way.
+# MongoDB always takes the plain query.
+
+
+def embedded(collection: Any) -> bool:
+    """Whether `collection` lives in the embedded in-process store."""
+    from mongomock_motor import AsyncMongoMockCollection
+
+    return isinstance(collection, AsyncMongoMockCollection)
+
+
+async def aggregate(
+    collection: Any, pipeline: list[dict[str, Any]], *, reads: tuple[str, ...] | None = None, **kwargs: Any
+) -> list[dict[str, Any]]:
+    """`collection.aggregate(pipeline)` as a list. mongomock copies every document of the
+    collection before the first stage runs (a run list's stats copied every run of every cluster
+    of every namespace); on the embedded store a leading `$match` is a find instead, copying only
+    the matches, and of those only `reads` (the fields the later stages use) when given."""
+    if not (embedded(collection) and pipeline and list(pipeline[0]) == ["$match"]):
+        return [d async for d in collection.aggregate(pipeline, **kwargs)]
+    from mongomock.aggregate import process_pipeline
+
+    projection = dict.fromkeys(reads, 1) if reads else None
+    docs = [d async for d in collection.find(pipeline[0]["$match"], projection)]
+    return list(process_pipeline(docs, collection.database.delegate, pipeline[1:], None))
+
+
+async def _embedded_page(collection: Any, q: Any) -> tuple[list[dict[str, Any]], int]:
+    """The page and the match count. mongomock copies every match before it skips and limits
+    (every run of a cluster for a page of 20): sort every match copying only its `_id` (their
+    number is the count), then copy just the page's documents."""
+    ids = [d["_id"] async for d in collection.find(q.match, {"_id": 1}).sort(q.sort)]
+    total, ids = len(ids), ids[q.skip : q.skip + q.limit]
+    if not ids:
+        return [], total
+    fields = {k: v for k, v in q.projection.items() if k != "_id"}
+    # {"_id": 1} alone would mean "nothing but _id": with no other fields, read whole documents
+    projection = {**fields, "_id": 1} if fields else None
+    by_id = {d["_id"]: d async for d in collection.find({"_id": {"$in": ids}}, projection)}
+    keep_id = q.projection.get("_id", 1) != 0
+    page = []
+    for i in ids:
+        doc = by_id.get(i)
+        if doc is not None:  # None: deleted between the two reads
+            if not keep_id:
+                doc.pop("_id", None)
+            page.append(doc)
+    return page, total

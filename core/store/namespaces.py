@@ -24,8 +24,10 @@ async def create(db: Database, *, name: str) -> dict[str, Any]:
 
 
 async def find(db: Database, *, ident: str) -> dict[str, Any] | None:
-    """Resolve an id, else a name."""
-    doc = await db.namespaces.find_one({"namespace_id": ident}, _PROJ)
+    """Resolve an id, else a name. An ident not of the id format can only be a name: one query."""
+    doc = None
+    if NAMESPACE_ID_RE.match(ident):
+        doc = await db.namespaces.find_one({"namespace_id": ident}, _PROJ)
     if doc is None:
         doc = await db.namespaces.find_one({"namespace_name": ident}, _PROJ)
     return doc  # type: ignore[no-any-return]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.models import RunStatus
-from core.store.db import Database
+from core.store.db import Database, aggregate
 
 # ---------------------------------------------------------------------------------------------
 # analytics over a cluster's runs in a time window (projections: no vectors, no tracebacks)
@@ -58,7 +58,8 @@ async def history_summary(
             }
         },
     ]
-    return [d async for d in db.cluster_executions.aggregate(pipeline)]
+    reads = ("status", "num_points", "execution_time_ms", "completed_at", "started_at")
+    return await aggregate(db.cluster_executions, pipeline, reads=reads)
 
 
 async def failures(
