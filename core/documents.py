@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ValidationFailed
+from core.json_numbers import check_float
 from core.vectors import validate_vectors
 
 _RESERVED = {"_id", "namespace_id", "created_at", "updated_at", "vectors", "document_id", "collection_id"}
@@ -36,15 +37,31 @@ def check_storable(value: Any, loc: str) -> None:
     _check_tree(value, loc, 0, _storable_key_error)
 
 
+def not_utf8(text: str) -> bool:
+    """True for a string UTF-8 cannot encode (a lone surrogate, which stdlib JSON lets through
+    from a `\\ud800` escape); BSON strings and keys are UTF-8."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _document_key_error(k: object, loc: str) -> str | None:
     if not isinstance(k, str) or not k or k.startswith("$") or "." in k or "\x00" in k:
         return f"{loc}.{k}: field names may not be empty, start with '$' or contain '.'"
+    if not_utf8(k):
+        return f"{loc}: field names must be valid Unicode text (no lone surrogates)"
     return None
 
 
 def _storable_key_error(k: object, loc: str) -> str | None:
     if not isinstance(k, str) or "\x00" in k:
         return f"{loc}: field names may not contain NUL characters"
+    if not_utf8(k):
+        return f"{loc}: field names must be valid Unicode text (no lone surrogates)"
     return None
 
 
@@ -61,6 +78,17 @@ def _check_tree(value: Any, loc: str, depth: int, key_error: Callable[[object, s
             _check_tree(v, f"{loc}[{i}]", depth + 1, key_error)
     elif type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
         raise ValidationFailed(f"{loc}: integer does not fit in 64 bits (MongoDB's largest integer)")
+    elif type(value) is str and not_utf8(value):
+        raise ValidationFailed(f"{loc}: must be valid Unicode text (no lone surrogates)")
+    elif type(value) is float:
+        check_float(value)  # an integer beyond 64 bits, as orjson reads it?
+
+
+def check_document_id(doc_id: object, *, loc: str) -> None:
+    if not isinstance(doc_id, str) or not doc_id.strip() or len(doc_id) > 200:
+        raise ValidationFailed(f"{loc}: must be a non-empty string of at most 200 characters")
+    if not_utf8(doc_id):
+        raise ValidationFailed(f"{loc}: must be valid Unicode text (no lone surrogates)")
 
 
 def prepare(
@@ -77,8 +105,8 @@ def prepare(
     `extra_field_key` names a free-form object merged into the stored fields (BYO `payload`).
     """
     doc_id = raw.get("document_id")
-    if doc_id is not None and (not isinstance(doc_id, str) or not doc_id.strip() or len(doc_id) > 200):
-        raise ValidationFailed(f"{loc}.document_id: must be a non-empty string of at most 200 characters")
+    if doc_id is not None:
+        check_document_id(doc_id, loc=f"{loc}.document_id")
     vectors = validate_vectors(
         raw.get("vectors"),
         loc=f"{loc}.vectors",
