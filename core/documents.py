@@ -10,7 +10,7 @@ import numpy as np
 
 from core.errors import ValidationFailed
 from core.json_numbers import check_float
-from core.vectors import validate_vectors
+from core.vectors import convert_many, validate_vectors
 
 _RESERVED = {"_id", "namespace_id", "created_at", "updated_at", "vectors", "document_id", "collection_id"}
 _MAX_KEY_DEPTH = 20
@@ -99,10 +99,12 @@ def prepare(
     declared_only: bool,
     max_dimensions: int,
     extra_field_key: str | None = None,
+    converted: dict[str, np.ndarray] | None = None,
 ) -> PreparedDocument:
     """Split a request document into id, stored fields and float32 vectors.
 
-    `extra_field_key` names a free-form object merged into the stored fields (BYO `payload`).
+    `extra_field_key` names a free-form object merged into the stored fields (BYO `payload`);
+    `converted` holds vectors already converted in bulk (core.vectors.convert_many), by key.
     """
     doc_id = raw.get("document_id")
     if doc_id is not None:
@@ -113,6 +115,7 @@ def prepare(
         known_dimensions=known_dimensions,
         max_dimensions=max_dimensions,
         declared_only=declared_only,
+        converted=converted,
     )
     fields: dict[str, Any] = {}
     for k, v in raw.items():
@@ -132,6 +135,28 @@ def prepare(
     check_keys(fields, loc)
     fields.setdefault("source_type", "direct_upsert")
     return PreparedDocument(doc_id.strip() if isinstance(doc_id, str) else None, fields, vectors)
+
+
+def _convert_in_bulk(raws: list[Any], max_dimensions: int) -> dict[int, dict[str, np.ndarray]]:
+    """The batch's list vectors converted by length group, one numpy call per group instead of a
+    few per vector: {document position: {key: float32 array}}. A list numpy cannot vouch for is
+    left out, for `prepare` to judge it one by one."""
+    groups: dict[int, list[tuple[int, str, list[Any]]]] = {}
+    for i, raw in enumerate(raws):
+        vectors = raw.get("vectors") if isinstance(raw, dict) else None
+        if not isinstance(vectors, dict):
+            continue
+        for key, value in vectors.items():
+            if type(value) is list and 0 < len(value) <= max_dimensions:
+                groups.setdefault(len(value), []).append((i, key, value))
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for (i, key, _), arr in zip(members, convert_many([v for _, _, v in members]), strict=True):
+            if arr is not None:
+                out.setdefault(i, {})[key] = arr
+    return out
 
 
 def prepare_batch(
@@ -155,6 +180,7 @@ def prepare_batch(
     out: list[PreparedDocument] = []
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
+    converted = _convert_in_bulk(raws, max_dimensions)
     for i, raw in enumerate(raws):
         loc = "body" if single else f"documents[{i}]"
         try:
@@ -167,6 +193,7 @@ def prepare_batch(
                 declared_only=declared_only,
                 max_dimensions=max_dimensions,
                 extra_field_key=extra_field_key,
+                converted=converted.get(i),
             )
             if doc.document_id is not None:
                 if doc.document_id in seen:

@@ -95,6 +95,34 @@ def _numeric_fast(value: list[Any]) -> np.ndarray | None:
     return arr.astype(DTYPE)
 
 
+def convert_many(values: list[list[Any]]) -> list[np.ndarray | None]:
+    """`_numeric_fast` for many lists of one length in one numpy call (a batch's vectors): per
+    list its float32 array, or None where to_float32 must judge it (and name what is wrong)."""
+    none: list[np.ndarray | None] = [None] * len(values)
+    try:
+        m = np.array(values)
+    except (ValueError, TypeError, OverflowError):
+        return none
+    if m.ndim != 2 or m.dtype.kind not in "iuf":
+        return none
+    if m.dtype.kind != "f":
+        m = m.astype(np.float64)
+    ok = np.logical_and((m <= _F32_MAX).all(axis=1), (m >= -_F32_MAX).all(axis=1))  # false for NaN
+    zero_or_one = (m == 0.0) | (m == 1.0)
+    for r in np.flatnonzero(zero_or_one.any(axis=1) & ok).tolist():
+        row = values[r]
+        if any(type(row[c]) is bool for c in np.flatnonzero(zero_or_one[r]).tolist()):
+            ok[r] = False
+    if not ok.any():
+        return none
+    rows = np.flatnonzero(ok)
+    converted = (m if rows.size == len(values) else m[rows]).astype(DTYPE)
+    out: list[np.ndarray | None] = [None] * len(values)
+    for k, r in enumerate(rows.tolist()):
+        out[r] = converted[k]
+    return out
+
+
 def _to_float32_checked(value: list[Any], *, loc: str) -> np.ndarray:
     """The element loop: the first bad element's position and reason, else the float32 array."""
     for i, x in enumerate(value):
@@ -257,12 +285,14 @@ def validate_vectors(
     known_dimensions: Mapping[str, int],
     max_dimensions: int,
     declared_only: bool = False,
+    converted: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Validate a document's `vectors` map against the collection's indexes.
 
     Returns {storage_name: float32 array}. A known name must match its fixed dimension. A name not
     yet indexed is rejected when the collection declared its indexes (`declared_only`), else it is
-    accepted and will be indexed with its dimension.
+    accepted and will be indexed with its dimension. `converted` holds arrays `convert_many`
+    already made of some of the lists (by key).
     """
     if vectors is None:
         return {}
@@ -277,7 +307,9 @@ def validate_vectors(
             )
         if name in out:
             raise ValidationFailed(f"{loc}.{key}: vector '{name}' given twice")
-        arr = to_float32(value, loc=f"{loc}.{key}", max_dimensions=max_dimensions)
+        arr = converted.get(key) if converted else None
+        if arr is None:
+            arr = to_float32(value, loc=f"{loc}.{key}", max_dimensions=max_dimensions)
         expected = known_dimensions.get(name)
         if expected is None and declared_only:
             known = ", ".join(sorted(known_dimensions)) or "none"
