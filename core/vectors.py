@@ -68,36 +68,19 @@ def to_float32(value: Any, *, loc: str, max_dimensions: int) -> np.ndarray:
         raise ValidationFailed(f"{loc}: must not be empty")
     if len(value) > max_dimensions:
         raise ValidationFailed(f"{loc}: {len(value)} dimensions exceeds the limit of {max_dimensions}")
-    fast = _numeric_fast(value)
+    fast = convert_many([value])[0]
     return fast if fast is not None else _to_float32_checked(value, loc=loc)
 
 
-def _numeric_fast(value: list[Any]) -> np.ndarray | None:
-    """The float32 array of a list of JSON numbers, or None when any element needs a closer look.
+def convert_many(values: list[list[Any]]) -> list[np.ndarray | None]:
+    """The float32 arrays of lists of JSON numbers of one length, converted by one numpy call (a
+    batch's vectors): per list its array, or None where to_float32's element loop must judge it
+    (and name what is wrong).
 
     numpy's own type discovery rejects strings, None, objects, nested and ragged lists and integers
-    beyond 64 bits (the result is not a 1-d int/float array). It does turn a bool into 0 or 1, so
+    beyond 64 bits (the result is not a 2-d int/float array). It does turn a bool into 0 or 1, so
     elements equal to 0 or 1 are checked for being bools one by one (rare in real embeddings).
     """
-    try:
-        arr = np.array(value)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if arr.ndim != 1 or arr.dtype.kind not in "iuf":
-        return None
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)  # as the element loop converts: int -> float64 -> float32
-    if not (arr.max() <= _F32_MAX and arr.min() >= -_F32_MAX):  # also false for NaN
-        return None
-    zero_or_one = (arr == 0.0) | (arr == 1.0)
-    if zero_or_one.any() and any(type(value[i]) is bool for i in np.flatnonzero(zero_or_one).tolist()):
-        return None
-    return arr.astype(DTYPE)
-
-
-def convert_many(values: list[list[Any]]) -> list[np.ndarray | None]:
-    """`_numeric_fast` for many lists of one length in one numpy call (a batch's vectors): per
-    list its float32 array, or None where to_float32 must judge it (and name what is wrong)."""
     none: list[np.ndarray | None] = [None] * len(values)
     try:
         m = np.array(values)
@@ -106,7 +89,7 @@ def convert_many(values: list[list[Any]]) -> list[np.ndarray | None]:
     if m.ndim != 2 or m.dtype.kind not in "iuf":
         return none
     if m.dtype.kind != "f":
-        m = m.astype(np.float64)
+        m = m.astype(np.float64)  # as the element loop converts: int -> float64 -> float32
     ok = np.logical_and((m <= _F32_MAX).all(axis=1), (m >= -_F32_MAX).all(axis=1))  # false for NaN
     zero_or_one = (m == 0.0) | (m == 1.0)
     for r in np.flatnonzero(zero_or_one.any(axis=1) & ok).tolist():
