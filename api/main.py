@@ -112,7 +112,11 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
         patterns.router,
     ):
         app.include_router(r)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_mb * 1024 * 1024)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_mb * 1024 * 1024,
+        upload_bytes=settings.max_upload_mb * 1024 * 1024,
+    )
     return app
 
 

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import ValidationFailed
-from core.vectors import validate_vectors
+from core.json_numbers import check_float
+from core.vectors import convert_many, validate_vectors
 
 _RESERVED = {"_id", "namespace_id", "created_at", "updated_at", "vectors", "document_id", "collection_id"}
 _MAX_KEY_DEPTH = 20
@@ -36,15 +37,31 @@ def check_storable(value: Any, loc: str) -> None:
     _check_tree(value, loc, 0, _storable_key_error)
 
 
+def not_utf8(text: str) -> bool:
+    """True for a string UTF-8 cannot encode (a lone surrogate, which stdlib JSON lets through
+    from a `\\ud800` escape); BSON strings and keys are UTF-8."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _document_key_error(k: object, loc: str) -> str | None:
     if not isinstance(k, str) or not k or k.startswith("$") or "." in k or "\x00" in k:
         return f"{loc}.{k}: field names may not be empty, start with '$' or contain '.'"
+    if not_utf8(k):
+        return f"{loc}: field names must be valid Unicode text (no lone surrogates)"
     return None
 
 
 def _storable_key_error(k: object, loc: str) -> str | None:
     if not isinstance(k, str) or "\x00" in k:
         return f"{loc}: field names may not contain NUL characters"
+    if not_utf8(k):
+        return f"{loc}: field names must be valid Unicode text (no lone surrogates)"
     return None
 
 
@@ -61,6 +78,17 @@ def _check_tree(value: Any, loc: str, depth: int, key_error: Callable[[object, s
             _check_tree(v, f"{loc}[{i}]", depth + 1, key_error)
     elif type(value) is int and not _INT64_MIN <= value <= _INT64_MAX:
         raise ValidationFailed(f"{loc}: integer does not fit in 64 bits (MongoDB's largest integer)")
+    elif type(value) is str and not_utf8(value):
+        raise ValidationFailed(f"{loc}: must be valid Unicode text (no lone surrogates)")
+    elif type(value) is float:
+        check_float(value)  # an integer beyond 64 bits, as orjson reads it?
+
+
+def check_document_id(doc_id: object, *, loc: str) -> None:
+    if not isinstance(doc_id, str) or not doc_id.strip() or len(doc_id) > 200:
+        raise ValidationFailed(f"{loc}: must be a non-empty string of at most 200 characters")
+    if not_utf8(doc_id):
+        raise ValidationFailed(f"{loc}: must be valid Unicode text (no lone surrogates)")
 
 
 def prepare(
@@ -71,20 +99,23 @@ def prepare(
     declared_only: bool,
     max_dimensions: int,
     extra_field_key: str | None = None,
+    converted: dict[str, np.ndarray] | None = None,
 ) -> PreparedDocument:
     """Split a request document into id, stored fields and float32 vectors.
 
-    `extra_field_key` names a free-form object merged into the stored fields (BYO `payload`).
+    `extra_field_key` names a free-form object merged into the stored fields (BYO `payload`);
+    `converted` holds vectors already converted in bulk (core.vectors.convert_many), by key.
     """
     doc_id = raw.get("document_id")
-    if doc_id is not None and (not isinstance(doc_id, str) or not doc_id.strip() or len(doc_id) > 200):
-        raise ValidationFailed(f"{loc}.document_id: must be a non-empty string of at most 200 characters")
+    if doc_id is not None:
+        check_document_id(doc_id, loc=f"{loc}.document_id")
     vectors = validate_vectors(
         raw.get("vectors"),
         loc=f"{loc}.vectors",
         known_dimensions=known_dimensions,
         max_dimensions=max_dimensions,
         declared_only=declared_only,
+        converted=converted,
     )
     fields: dict[str, Any] = {}
     for k, v in raw.items():
@@ -104,6 +135,28 @@ def prepare(
     check_keys(fields, loc)
     fields.setdefault("source_type", "direct_upsert")
     return PreparedDocument(doc_id.strip() if isinstance(doc_id, str) else None, fields, vectors)
+
+
+def _convert_in_bulk(raws: list[Any], max_dimensions: int) -> dict[int, dict[str, np.ndarray]]:
+    """The batch's list vectors converted by length group, one numpy call per group instead of a
+    few per vector: {document position: {key: float32 array}}. A list numpy cannot vouch for is
+    left out, for `prepare` to judge it one by one."""
+    groups: dict[int, list[tuple[int, str, list[Any]]]] = {}
+    for i, raw in enumerate(raws):
+        vectors = raw.get("vectors") if isinstance(raw, dict) else None
+        if not isinstance(vectors, dict):
+            continue
+        for key, value in vectors.items():
+            if type(value) is list and 0 < len(value) <= max_dimensions:
+                groups.setdefault(len(value), []).append((i, key, value))
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        for (i, key, _), arr in zip(members, convert_many([v for _, _, v in members]), strict=True):
+            if arr is not None:
+                out.setdefault(i, {})[key] = arr
+    return out
 
 
 def prepare_batch(
@@ -127,6 +180,7 @@ def prepare_batch(
     out: list[PreparedDocument] = []
     errors: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
+    converted = _convert_in_bulk(raws, max_dimensions)
     for i, raw in enumerate(raws):
         loc = "body" if single else f"documents[{i}]"
         try:
@@ -139,6 +193,7 @@ def prepare_batch(
                 declared_only=declared_only,
                 max_dimensions=max_dimensions,
                 extra_field_key=extra_field_key,
+                converted=converted.get(i),
             )
             if doc.document_id is not None:
                 if doc.document_id in seen:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     # limits
     max_body_mb: int = Field(32, ge=1)
+    max_upload_mb: int = Field(
+        256, ge=1, description="body cap of the parquet upload route (POST …/documents/upload)"
+    )
     max_batch_documents: int = Field(1000, ge=1)
     max_vector_dimensions: int = Field(16384, ge=1)
     adhoc_wait_s: float = Field(60.0, ge=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -10,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ValidationFailed
+from core.json_numbers import check_float
 
 VECTOR_NAME_RE = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
 _URI_RE = re.compile(r"^mixpeek://(?P<extractor>[^@/]+)@(?P<version>[^/]+)/(?P<output>[^/]+)$")
@@ -48,13 +51,63 @@ def resolve_vector_name(requested: str, available: set[str]) -> str | None:
 
 
 def to_float32(value: Any, *, loc: str, max_dimensions: int) -> np.ndarray:
-    """Check one dense vector strictly (JSON numbers only, finite in float32) and return it."""
+    """Check one dense vector strictly (JSON numbers only, finite in float32) and return it.
+
+    `{"b64": "<base64 of little-endian float32>"}` is the binary form of the same vector.
+    A plain list is converted by numpy in one call; anything that call cannot vouch for (a
+    non-numeric element, a bool, a value out of float32 range, ...) goes through the element loop,
+    which names the first bad position.
+    """
+    if isinstance(value, dict) and "b64" in value:
+        if len(value) != 1:
+            raise ValidationFailed(f'{loc}: a binary vector is exactly {{"b64": "<base64 float32>"}}')
+        return from_base64(value["b64"], loc=loc, max_dimensions=max_dimensions)
     if not isinstance(value, list):
         raise ValidationFailed(f"{loc}: must be a list of numbers, got {type(value).__name__}")
     if not value:
         raise ValidationFailed(f"{loc}: must not be empty")
     if len(value) > max_dimensions:
         raise ValidationFailed(f"{loc}: {len(value)} dimensions exceeds the limit of {max_dimensions}")
+    fast = convert_many([value])[0]
+    return fast if fast is not None else _to_float32_checked(value, loc=loc)
+
+
+def convert_many(values: list[list[Any]]) -> list[np.ndarray | None]:
+    """The float32 arrays of lists of JSON numbers of one length, converted by one numpy call (a
+    batch's vectors): per list its array, or None where to_float32's element loop must judge it
+    (and name what is wrong).
+
+    numpy's own type discovery rejects strings, None, objects, nested and ragged lists and integers
+    beyond 64 bits (the result is not a 2-d int/float array). It does turn a bool into 0 or 1, so
+    elements equal to 0 or 1 are checked for being bools one by one (rare in real embeddings).
+    """
+    none: list[np.ndarray | None] = [None] * len(values)
+    try:
+        m = np.array(values)
+    except (ValueError, TypeError, OverflowError):
+        return none
+    if m.ndim != 2 or m.dtype.kind not in "iuf":
+        return none
+    if m.dtype.kind != "f":
+        m = m.astype(np.float64)  # as the element loop converts: int -> float64 -> float32
+    ok = np.logical_and((m <= _F32_MAX).all(axis=1), (m >= -_F32_MAX).all(axis=1))  # false for NaN
+    zero_or_one = (m == 0.0) | (m == 1.0)
+    for r in np.flatnonzero(zero_or_one.any(axis=1) & ok).tolist():
+        row = values[r]
+        if any(type(row[c]) is bool for c in np.flatnonzero(zero_or_one[r]).tolist()):
+            ok[r] = False
+    if not ok.any():
+        return none
+    rows = np.flatnonzero(ok)
+    converted = (m if rows.size == len(values) else m[rows]).astype(DTYPE)
+    out: list[np.ndarray | None] = [None] * len(values)
+    for k, r in enumerate(rows.tolist()):
+        out[r] = converted[k]
+    return out
+
+
+def _to_float32_checked(value: list[Any], *, loc: str) -> np.ndarray:
+    """The element loop: the first bad element's position and reason, else the float32 array."""
     for i, x in enumerate(value):
         # bool is an int subclass; strings and nested lists are not numbers either
         if type(x) is not float and type(x) is not int:
@@ -68,8 +121,38 @@ def to_float32(value: Any, *, loc: str, max_dimensions: int) -> np.ndarray:
     too_big = np.abs(arr) > _F32_MAX  # checked before the cast, which would only warn
     if too_big.any():
         bad = int(np.argmax(too_big))
+        check_float(value[bad])  # an integer literal, as orjson reads it? Its message differs
         raise ValidationFailed(f"{loc}[{bad}]: {value[bad]} overflows float32")
     return arr.astype(DTYPE)
+
+
+def from_base64(data: Any, *, loc: str, max_dimensions: int) -> np.ndarray:
+    """`{"b64": ...}`: standard base64 of the vector's little-endian float32 bytes."""
+    if not isinstance(data, str):
+        raise ValidationFailed(f"{loc}.b64: must be a base64 string, got {type(data).__name__}")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(f"{loc}.b64: not valid base64") from None
+    if not raw:
+        raise ValidationFailed(f"{loc}: must not be empty")
+    if len(raw) % 4:
+        raise ValidationFailed(
+            f"{loc}.b64: {len(raw)} bytes is not a whole number of float32 values (4 bytes each)"
+        )
+    if len(raw) // 4 > max_dimensions:
+        raise ValidationFailed(f"{loc}: {len(raw) // 4} dimensions exceeds the limit of {max_dimensions}")
+    arr = np.frombuffer(raw, dtype=DTYPE)
+    bad = first_non_finite(arr)
+    if bad is not None:
+        raise ValidationFailed(f"{loc}[{bad}]: must be finite, got {float(arr[bad])}")
+    return arr
+
+
+def first_non_finite(arr: np.ndarray) -> int | None:
+    """Index of the first NaN or infinity in a 1-d float array, else None."""
+    finite = np.isfinite(arr)
+    return None if finite.all() else int(np.argmin(finite))
 
 
 def encode(vec: np.ndarray) -> bytes:
@@ -185,12 +268,14 @@ def validate_vectors(
     known_dimensions: Mapping[str, int],
     max_dimensions: int,
     declared_only: bool = False,
+    converted: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Validate a document's `vectors` map against the collection's indexes.
 
     Returns {storage_name: float32 array}. A known name must match its fixed dimension. A name not
     yet indexed is rejected when the collection declared its indexes (`declared_only`), else it is
-    accepted and will be indexed with its dimension.
+    accepted and will be indexed with its dimension. `converted` holds arrays `convert_many`
+    already made of some of the lists (by key).
     """
     if vectors is None:
         return {}
@@ -205,7 +290,9 @@ def validate_vectors(
             )
         if name in out:
             raise ValidationFailed(f"{loc}.{key}: vector '{name}' given twice")
-        arr = to_float32(value, loc=f"{loc}.{key}", max_dimensions=max_dimensions)
+        arr = converted.get(key) if converted else None
+        if arr is None:
+            arr = to_float32(value, loc=f"{loc}.{key}", max_dimensions=max_dimensions)
         expected = known_dimensions.get(name)
         if expected is None and declared_only:
             known = ", ".join(sorted(known_dimensions)) or "none"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.body_limit import UPLOAD_PATH
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep, resolve_namespace
+from api.fast_json import FastJSONRoute
 from api.listings import document_list
 from api.pagination import PageDep, merge_body
 from api.purge import purge_collection
@@ -17,10 +20,11 @@ from api.schemas.lists import ListBody
 from api.schemas.stored import Metadata
 from api.schemas.stored import check as _check_stored
 from core import documents as docval
+from core import uploads
 from core.errors import NotFound, ValidationFailed
 from core.ids import new_document_id
 from core.store import collections, documents
-from core.timeutil import iso
+from core.timeutil import iso, utcnow
 from core.vectors import VECTOR_NAME_RE, default_feature_uri, storage_name
 
 router = APIRouter(responses=error_responses(*V1))
@@ -167,7 +171,11 @@ async def delete_collection(ident: str, svc: ServicesDep, ns: NamespaceDep) -> d
     return {"success": True, "collection_id": doc["collection_id"], "deleted_documents": deleted}
 
 
-@router.post("/v1/collections/{ident}/documents", responses=error_responses(409))
+# document writes take bulk JSON: their bodies are parsed with orjson (api/fast_json.py)
+writes = APIRouter(route_class=FastJSONRoute)
+
+
+@writes.post("/v1/collections/{ident}/documents", responses=error_responses(409))
 async def create_document(
     ident: str, svc: ServicesDep, ns: NamespaceDep, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
@@ -198,12 +206,13 @@ async def create_document(
     return document_out(record, with_vectors=False)
 
 
-@router.post("/v1/namespaces/{namespace}/documents/upsert")
+@writes.post("/v1/namespaces/{namespace}/documents/upsert")
 async def upsert_documents(
     namespace: str, body: UpsertBody, svc: ServicesDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Batch write (≤ CLUSTERD_MAX_BATCH_DOCUMENTS). All-or-nothing: one bad document rejects the
-    whole batch with every bad position listed, and nothing is written."""
+    whole batch with every bad position listed, and nothing is written. A vector may be a list of
+    numbers or `{"b64": "<base64 of its little-endian float32 bytes>"}`."""
     ns = (await resolve_namespace(svc, principal, namespace))["namespace_id"]
     if not body.collection_id:
         raise ValidationFailed("collection_id: required (id or name of the target collection)")
@@ -221,6 +230,7 @@ async def upsert_documents(
         raise ValidationFailed(f"documents[{missing[0]}].document_id: required for upsert")
     if new:
         await collections.add_vector_indexes(svc.db, collection=col, new=new)
+    now = utcnow()
     records = [
         documents.to_record(
             ns=ns,
@@ -228,11 +238,60 @@ async def upsert_documents(
             document_id=str(d.document_id),
             fields=d.fields,
             vectors=d.vectors,
+            now=now,
         )
         for d in prepared
     ]
+    ids = [r["document_id"] for r in records]
     await documents.upsert_many(svc.db, ns=ns, collection_id=col["collection_id"], records=records)
-    return {"inserted": len(records), "document_ids": [r["document_id"] for r in records]}
+    return {"inserted": len(ids), "document_ids": ids}
+
+
+# the file's own magic bytes tell parquet from Arrow IPC: any Content-Type is accepted
+# (application/vnd.apache.parquet, application/vnd.apache.arrow.stream, ...); the schema names
+# the generic one
+_FILE_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
+
+
+@writes.post(UPLOAD_PATH, responses=error_responses(413), openapi_extra={"requestBody": _FILE_BODY})
+async def upload_documents(
+    ident: str, request: Request, svc: ServicesDep, ns: NamespaceDep
+) -> dict[str, Any]:
+    """Bulk write from a parquet or Arrow IPC file (the request body, up to CLUSTERD_MAX_UPLOAD_MB):
+    one row per document with a string `document_id` column, one column per vector (list<float>,
+    fixed-size list, or float32 bytes) and scalar columns stored as `metadata.<column>`
+    (core/uploads.py). Same id replaces; all-or-nothing like the JSON batch, with errors naming
+    `documents[row]` or the column."""
+    col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
+    body = b"".join([chunk async for chunk in request.stream()])  # not kept on the request
+    limit = svc.settings.max_upload_mb * 1024 * 1024
+    upload = await asyncio.to_thread(
+        uploads.read_table,
+        body,
+        known_dimensions=collections.dimensions_of(col),
+        declared_only=col.get("indexes_declared", False),
+        max_dimensions=svc.settings.max_vector_dimensions,
+        max_decoded_bytes=uploads.DECODED_FACTOR * limit,
+    )
+    del body
+    if upload.new_indexes:
+        await collections.add_vector_indexes(svc.db, collection=col, new=upload.new_indexes)
+    records = documents.to_records(
+        ns=ns,
+        collection_id=col["collection_id"],
+        document_ids=upload.document_ids,
+        fields=[{"metadata": m, "source_type": "direct_upsert"} for m in upload.metadata],
+        vectors=[(v.name, v.matrix, v.present) for v in upload.vectors],
+    )
+    del upload
+    replaced = await documents.upsert_many(svc.db, ns=ns, collection_id=col["collection_id"], records=records)
+    return {"collection_id": col["collection_id"], "inserted": len(records), "replaced": replaced}
+
+
+router.include_router(writes)  # here, so the routes keep their place in the OpenAPI document
 
 
 @router.get("/v1/collections/{ident}/documents/count")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -14,16 +15,35 @@ from core.listing import SortKey
 from core.store import embedded
 from core.store.db import Database, list_matches
 from core.timeutil import utcnow
-from core.vectors import decode, encode
+from core.vectors import DTYPE, decode, encode
 
 RESERVED = {"_id", "namespace_id", "collection_id", "document_id", "vectors", "created_at", "updated_at"}
 
 
+def record_id(*, ns: str, collection_id: str, document_id: str) -> str:
+    """A document's `_id`: its (namespace, collection, document_id) key as one string.
+
+    The primary key itself then refuses a second copy of a document, also in the embedded store,
+    which has no unique index on that key (core.store.db.EMBEDDED_SKIP), and an insert can find
+    out which ids were taken without a query first. Namespace and collection ids never contain
+    '/'. Documents written before this scheme carry ObjectIds; on MongoDB the unique index on
+    (namespace_id, collection_id, document_id) still refuses a second copy of those.
+    """
+    return f"{ns}/{collection_id}/{document_id}"
+
+
 def to_record(
-    *, ns: str, collection_id: str, document_id: str, fields: dict[str, Any], vectors: dict[str, np.ndarray]
+    *,
+    ns: str,
+    collection_id: str,
+    document_id: str,
+    fields: dict[str, Any],
+    vectors: dict[str, np.ndarray],
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    now = utcnow()
+    now = now or utcnow()
     return {
+        "_id": record_id(ns=ns, collection_id=collection_id, document_id=document_id),
         **fields,
         "namespace_id": ns,
         "collection_id": collection_id,
@@ -34,6 +54,40 @@ def to_record(
     }
 
 
+def to_records(
+    *,
+    ns: str,
+    collection_id: str,
+    document_ids: list[str],
+    fields: list[dict[str, Any]],
+    vectors: list[tuple[str, np.ndarray, np.ndarray | None]],
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """`to_record` for many documents from column data: row i has `document_ids[i]` and the stored
+    fields `fields[i]`; each vector is (name, float32 matrix of the rows that have it, a bool per
+    row saying which rows those are, or None for every row)."""
+    now = now or utcnow()
+    per_row: list[dict[str, bytes]] = [{} for _ in document_ids]
+    for name, matrix, present in vectors:
+        blobs = map(bytes, np.ascontiguousarray(matrix, dtype=DTYPE))  # one copy: each row's bytes
+        rows = range(len(document_ids)) if present is None else np.flatnonzero(present).tolist()
+        for i, blob in zip(rows, blobs, strict=True):
+            per_row[i][name] = blob
+    return [
+        {
+            "_id": record_id(ns=ns, collection_id=collection_id, document_id=doc_id),
+            **row_fields,
+            "namespace_id": ns,
+            "collection_id": collection_id,
+            "document_id": doc_id,
+            "vectors": row_vectors,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for doc_id, row_fields, row_vectors in zip(document_ids, fields, per_row, strict=True)
+    ]
+
+
 def to_public(doc: dict[str, Any], *, with_vectors: bool) -> dict[str, Any]:
     out = {k: v for k, v in doc.items() if k not in ("_id", "namespace_id", "vectors")}
     if with_vectors:
@@ -42,7 +96,8 @@ def to_public(doc: dict[str, Any], *, with_vectors: bool) -> dict[str, Any]:
 
 
 async def insert_one(db: Database, record: dict[str, Any]) -> None:
-    """Callers check the id is absent first (`ensure_absent`); the unique index is the backstop."""
+    """Callers check the id is absent first (`ensure_absent`); the `_id` (and on MongoDB the
+    unique index) is the backstop."""
     try:
         await db.documents.insert_one(dict(record))
     except DuplicateKeyError:
@@ -60,30 +115,53 @@ async def ensure_absent(db: Database, *, ns: str, collection_id: str, document_i
         )
 
 
-async def upsert_many(db: Database, *, ns: str, collection_id: str, records: list[dict[str, Any]]) -> None:
-    """Replace documents whose id exists, insert the rest (records are already validated)."""
+async def _insert_new(db: Database, records: list[dict[str, Any]]) -> list[int]:
+    """Insert the records whose document is new; the positions of those already stored."""
+    try:
+        await db.documents.insert_many(records, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        taken = sorted({e["index"] for e in errors if e.get("code") == 11000})
+        if len(taken) != len(errors):
+            raise
+        return taken
+    return []
+
+
+async def upsert_many(db: Database, *, ns: str, collection_id: str, records: list[dict[str, Any]]) -> int:
+    """Insert the records (from `to_record`, already validated) and replace the documents whose
+    id was already stored, keeping their `created_at`. Records are handed over: callers must not
+    change them afterwards.
+
+    Inserting first costs no query when every id is new (the usual bulk load); the ids the store
+    refused (`_id` or unique index: code 11000) are then replaced one by one. Returns how many
+    documents were replaced.
+    """
+    if not records:
+        return 0
+    memory = embedded.writable_store(db.documents)
+    if memory is not None:  # the embedded store: by `_id`, without mongomock's per-document cost
+        return embedded.upsert(memory, records)
+    taken = [records[i] for i in await _insert_new(db, records)]
+    if not taken:
+        return 0
     base = {"namespace_id": ns, "collection_id": collection_id}
-    ids = [r["document_id"] for r in records]
-    existing = {
-        d["document_id"]: d.get("created_at")
+    stored = {
+        d["document_id"]: d
         async for d in db.documents.find(
-            {**base, "document_id": {"$in": ids}}, {"document_id": 1, "created_at": 1}
+            {**base, "document_id": {"$in": [r["document_id"] for r in taken]}},
+            {"_id": 1, "document_id": 1, "created_at": 1},
         )
     }
-    fresh = [dict(r) for r in records if r["document_id"] not in existing]
-    retry: list[dict[str, Any]] = []
-    if fresh:
-        try:
-            await db.documents.insert_many(fresh, ordered=False)
-        except BulkWriteError as exc:  # inserted concurrently by another writer: replace instead
-            dup_idx = {e["index"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000}
-            retry = [fresh[i] for i in sorted(dup_idx)]
-            if len(dup_idx) != len(exc.details.get("writeErrors", [])):
-                raise
-    for r in [r for r in records if r["document_id"] in existing] + retry:
-        r = {k: v for k, v in r.items() if k != "_id"}
-        r["created_at"] = existing.get(r["document_id"]) or r["created_at"]
+    for r in taken:
+        old = stored.get(r["document_id"])
+        r = dict(r)
+        if old is not None:
+            r["created_at"] = old.get("created_at") or r["created_at"]
+            if old["_id"] != r["_id"]:  # written before record_id: its ObjectId stays
+                del r["_id"]
         await db.documents.replace_one({**base, "document_id": r["document_id"]}, r, upsert=True)
+    return len(taken)
 
 
 async def get_or_raise(db: Database, *, ns: str, collection_id: str, document_id: str) -> dict[str, Any]:
