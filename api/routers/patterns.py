@@ -389,7 +389,7 @@ async def cluster_patterns(request: Request) -> JSONResponse:
         except BodyTooLarge as exc:  # a streamed body over CLUSTERD_MAX_BODY_MB (api.body_limit)
             return _error(413, "payload_too_large", str(exc.detail))
         async with _slots(request):
-            scale = get_services(request).settings.admission_scale
+            scale = (await get_services(request)).settings.admission_scale
             body = await asyncio.to_thread(cluster, raw, scale)
         return JSONResponse(body)
     except PatternError as exc:
