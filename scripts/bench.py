@@ -39,7 +39,7 @@ MODULES = (
     "bench_growth",
 )
 PACKAGES = (
-    "numpy", "scipy", "scikit-learn", "scikit-learn-intelex", "faiss-cpu", "hdbscan", "fast-hdbscan",
+    "numpy", "scipy", "scikit-learn", "scikit-learn-intelex", "hdbscan", "fast-hdbscan",
     "pynndescent", "numba", "pyarrow", "orjson",
 )  # fmt: skip
 console = Console(width=200)
