@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ from pymongo.errors import OperationFailure
 
 from core.listing import page_query
 from core.settings import Settings
+from core.store.embedded import matching, store_of
 
 log = logging.getLogger("clusterd.store")
 
@@ -180,11 +182,11 @@ async def list_matches(
         match, keys, tiebreak=tiebreak, always_present=always_present, skip=offset, limit=limit,
         projection=projection,
     )  # fmt: skip
-    if q.pipeline is None and embedded(collection):
-        return await _embedded_page(collection, q)
     total = int(await collection.count_documents(match))
     if q.pipeline is not None:
         return await aggregate(collection, q.pipeline, allowDiskUse=True), total
+    if embedded(collection):
+        return await _embedded_page(collection, q), total
     cursor = collection.find(q.match, q.projection).sort(q.sort).skip(q.skip).limit(q.limit)
     return [d async for d in cursor], total
 
@@ -197,9 +199,7 @@ async def list_matches(
 
 def embedded(collection: Any) -> bool:
     """Whether `collection` lives in the embedded in-process store."""
-    from mongomock_motor import AsyncMongoMockCollection
-
-    return isinstance(collection, AsyncMongoMockCollection)
+    return store_of(collection) is not None
 
 
 async def aggregate(
@@ -207,25 +207,32 @@ async def aggregate(
 ) -> list[dict[str, Any]]:
     """`collection.aggregate(pipeline)` as a list. mongomock copies every document of the
     collection before the first stage runs (a run list's stats copied every run of every cluster
-    of every namespace); on the embedded store a leading `$match` is a find instead, copying only
-    the matches, and of those only `reads` (the fields the later stages use) when given."""
-    if not (embedded(collection) and pipeline and list(pipeline[0]) == ["$match"]):
+    of every namespace); on the embedded store a leading `$match` selects the stored documents
+    first (core.store.embedded.matching: mongomock's own filter), and the later stages get copies
+    of the matches only, of just `reads` (top-level fields, the ones those stages use) when given."""
+    docs = matching(collection, scope={}, match=pipeline[0]["$match"]) if _match_first(pipeline) else None
+    if docs is None:
         return [d async for d in collection.aggregate(pipeline, **kwargs)]
     from mongomock.aggregate import process_pipeline
 
-    projection = dict.fromkeys(reads, 1) if reads else None
-    docs = [d async for d in collection.find(pipeline[0]["$match"], projection)]
-    return list(process_pipeline(docs, collection.database.delegate, pipeline[1:], None))
+    # the stored documents themselves must not reach the stages ($addFields writes into its input)
+    rows = [{k: d[k] for k in reads if k in d} for d in docs] if reads else copy.deepcopy(docs)
+    return list(process_pipeline(rows, collection.database.delegate, pipeline[1:], None))
 
 
-async def _embedded_page(collection: Any, q: Any) -> tuple[list[dict[str, Any]], int]:
-    """The page and the match count. mongomock copies every match before it skips and limits
-    (every run of a cluster for a page of 20): sort every match copying only its `_id` (their
-    number is the count), then copy just the page's documents."""
-    ids = [d["_id"] async for d in collection.find(q.match, {"_id": 1}).sort(q.sort)]
-    total, ids = len(ids), ids[q.skip : q.skip + q.limit]
+def _match_first(pipeline: list[dict[str, Any]]) -> bool:
+    return bool(pipeline) and list(pipeline[0]) == ["$match"]
+
+
+async def _embedded_page(collection: Any, q: Any) -> list[dict[str, Any]]:
+    """mongomock copies every match before it skips and limits (every run of a cluster for a page
+    of 20): sort and page copying only `_id`, then copy just the page's documents. (Its cursor
+    slices the whole result list again for each document it hands out, so only the page's ids are
+    drained from it.)"""
+    cursor = collection.find(q.match, {"_id": 1}).sort(q.sort).skip(q.skip).limit(q.limit)
+    ids = [d["_id"] async for d in cursor]
     if not ids:
-        return [], total
+        return []
     fields = {k: v for k, v in q.projection.items() if k != "_id"}
     # {"_id": 1} alone would mean "nothing but _id": with no other fields, read whole documents
     projection = {**fields, "_id": 1} if fields else None
@@ -238,4 +245,4 @@ async def _embedded_page(collection: Any, q: Any) -> tuple[list[dict[str, Any]],
             if not keep_id:
                 doc.pop("_id", None)
             page.append(doc)
-    return page, total
+    return page

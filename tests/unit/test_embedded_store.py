@@ -85,6 +85,7 @@ PROJECTIONS = [executions.LIST_PROJECTION, {}, {"run_id": 1, "status": 1, "creat
 )
 async def test_list_pages_equal_the_plain_query(db: Any, match: dict[str, Any], keys: list[SortKey]) -> None:
     await seed_runs(db)
+    before = [d async for d in db.cluster_executions.find({})]
     total_expected = await db.cluster_executions.count_documents(match)
     for projection in PROJECTIONS:
         for offset, limit in [(0, 5), (5, 5), (0, 1000), (12, 7), (40, 20)]:
@@ -98,6 +99,8 @@ async def test_list_pages_equal_the_plain_query(db: Any, match: dict[str, Any], 
             )  # fmt: skip
             assert total == total_expected
             assert page == await plain_page(db.cluster_executions, q), (projection, offset, limit)
+    # the aggregation path ($addFields, nested exclusions) worked on copies: the runs are as stored
+    assert [d async for d in db.cluster_executions.find({})] == before
 
 
 async def test_run_list_stats_equal_the_database_aggregation(db: Any) -> None:
