@@ -48,6 +48,11 @@ class Stats:
         return float(min(self.runs))
 
     @property
+    def cpu_seconds(self) -> float:
+        """Median CPU seconds per run of this process: steadier than wall time on a shared machine."""
+        return float(statistics.median(w * c for w, c in zip(self.runs, self.cores_used, strict=True)))
+
+    @property
     def foreign(self) -> float:
         return float(statistics.median(self.foreign_cores)) if self.foreign_cores else 0.0
 

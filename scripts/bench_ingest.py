@@ -295,9 +295,7 @@ def _note_rates(result: CaseResult, n: int) -> None:
             "candidate": r.name,
             "docs/s (median run)": round(_rate(r, n)),
             "docs/s (best run)": round(n / r.min),
-            "docs per CPU-second": round(
-                n / statistics.median(w * c for w, c in zip(r.runs, r.cores_used, strict=True))
-            ),
+            "docs per CPU-second": round(n / r.cpu_seconds),
             "other load (cores)": round(r.foreign, 2),
         }
         for r in result.rows

@@ -24,8 +24,6 @@ memory each side adds.
 
 from __future__ import annotations
 
-import ctypes
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -77,13 +75,12 @@ def clusterd_scores(X: np.ndarray, y: np.ndarray, seed: int, sample_size: int) -
 
 
 def _peak_mb(fn: Callable[[], Any]) -> float:
-    """Peak memory `fn` adds, after handing freed heap back (else earlier runs' pages hide it)."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    """Peak memory `fn` adds (the harness hands freed heap back first)."""
     return peak_rss_delta_mb(fn)[0]
 
 
 def _cpu_seconds(row: Stats) -> float:
-    return float(statistics.median(w * c for w, c in zip(row.runs, row.cores_used, strict=True)))
+    return row.cpu_seconds
 
 
 def _relative(a: float, b: float) -> float:

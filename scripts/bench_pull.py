@@ -24,7 +24,6 @@ there before and not counted).
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -77,9 +76,7 @@ def table(rows: list[Stats], n: int) -> list[dict[str, Any]]:
         {
             "candidate": r.name,
             "vectors/s": round(rate(r, n)),
-            "vectors/CPU-s": round(
-                n / statistics.median(w * c for w, c in zip(r.runs, r.cores_used, strict=True))
-            ),
+            "vectors/CPU-s": round(n / r.cpu_seconds),
             "other load": round(r.foreign, 2),
         }
         for r in rows
