@@ -54,6 +54,8 @@ def run_config(
         "seed": int(seed) if isinstance(seed, int) else 42,
         "compute_metrics": True,
         "save_artifacts": True,
+        "vis_n_components": vc.get("vis_n_components") or 2,  # worker/layout_stage.py
+        "layout_stability": vc.get("layout_stability"),
         **overrides,
     }
 

@@ -12,9 +12,11 @@ import numpy as np
 from core import admission, artifacts
 from core.algorithms import validate_params
 from core.errors import RunDataError
+from core.layout import Layout
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
 from core.store import collections, documents
 from core.vectors import VectorRows, encode, resolve_vector_name
+from worker import layout_stage
 from worker.runtime import Runtime
 from worker.stages import Progress, document_filter, sample_indices
 
@@ -95,6 +97,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         progress.from_thread(stage, 0.3 + 0.6 * fraction)
 
     result: PipelineResult = await asyncio.to_thread(run_pipeline, X, pconf, scaled, lambda: progress.lost)
+    layout = await layout_stage.compute(rt, run, X, doc_ids, progress)
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
     centroids = _centroid_records(result, doc_ids, col_ids)
@@ -113,9 +116,10 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         "params_used": {**params.model_dump(mode="json"), **result.params_used},
         "sampling": sampling,
         "reduction": result.reduction,
+        **layout_stage.run_fields(cfg, layout, result),
     }
     if cfg.get("save_artifacts", True):
-        fields.update(await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids))
+        fields.update(await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids, layout))
     fields["execution_time_ms"] = int((time.perf_counter() - started) * 1000)
     return fields
 
@@ -189,7 +193,12 @@ def _centroid_records(
 
 
 def _write_artifacts(
-    rt: Runtime, run: dict[str, Any], result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
+    rt: Runtime,
+    run: dict[str, Any],
+    result: PipelineResult,
+    doc_ids: np.ndarray,
+    col_ids: np.ndarray,
+    layout: Layout | None = None,
 ) -> dict[str, Any]:
     prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run["run_id"], run["attempts"])
     label_to_id = {c.label_value: c.cluster_id for c in result.clusters}
@@ -207,8 +216,13 @@ def _write_artifacts(
         [str(c) for c in col_ids],
         [label_to_id.get(int(lab)) for lab in result.labels],
         result.distances,
+        coordinates=layout_stage.coordinates(layout),
     )
     clusters_key, members_key = prefix + "clusters.parquet", prefix + "members.parquet"
     artifacts.write_table(rt.artifacts, clusters_key, ctable)
     artifacts.write_table(rt.artifacts, members_key, mtable)
-    return {"parquet_path": clusters_key, "members_key": members_key}
+    return {
+        "parquet_path": clusters_key,
+        "members_key": members_key,
+        **layout_stage.write_projection(rt.artifacts, prefix, layout),
+    }

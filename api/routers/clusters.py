@@ -189,6 +189,9 @@ async def execute_cluster(
     if body.filters is not None:  # this run only; the definition keeps its own
         check_document_filters(body.filters, "filters")
         overrides["filters"] = body.filters
+    for k in ("vis_n_components", "layout_stability", "defer_visualization"):  # this run only
+        if getattr(body, k) is not None:
+            overrides[k] = getattr(body, k)
     config = run_config(cluster, sample_size=body.sample_size, **overrides)
 
     async def launch() -> dict[str, Any]:

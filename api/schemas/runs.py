@@ -152,6 +152,9 @@ def execution_result(
         out["failure_category"] = run.get("failure_category") or "unknown"
         if full and run.get("error_traceback"):
             out["error_traceback"] = run["error_traceback"]
+    for k in ("layout_stability_applied", "layout_stability_reason"):  # worker/layout_stage.py
+        if run.get(k):
+            out[k] = run[k]
     if run.get("run_name"):
         out["run_name"] = run["run_name"]
     if run.get("label_overrides"):
