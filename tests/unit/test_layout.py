@@ -43,7 +43,7 @@ def test_large_inputs_fit_on_a_sample_and_project_everything() -> None:
     sampled = fit_projection(X, 2, fit_sample=1000)
     a, b = full.apply(X), sampled.apply(X)
     for j in range(2):  # the sample finds the same axes
-        assert abs(np.corrcoef(a[:, j], b[:, j])[0, 1]) > 0.999
+        assert abs(np.corrcoef(a[:, j], b[:, j])[0, 1]) > 0.99
 
 
 def test_degenerate_inputs_give_finite_coordinates() -> None:
@@ -99,7 +99,8 @@ def test_align_recovers_a_rotated_reflected_scaled_layout(k: int) -> None:
 def test_align_needs_shared_documents() -> None:
     X = data()
     ids = np.asarray([f"d{i}" for i in range(len(X))])
-    prev = Previous("run_a", document_ids=np.asarray(["x1", "x2", "d1"]), coordinates=np.zeros((3, 2), np.float32))
+    shared = np.asarray(["x1", "x2", "d1"])
+    prev = Previous("run_a", document_ids=shared, coordinates=np.zeros((3, 2), np.float32))
     out = compute_layout(X, 2, mode="align", previous=prev, document_ids=ids)
     assert out.applied == "none" and "shares 1 documents" in (out.reason or "")
     fresh = compute_layout(X, 2)
