@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 FIT_SAMPLE = 10_000  # points the PCA is fitted on (~0.3 s at D = 768); the axes barely move beyond
 MIN_SHARED = 3  # fewest shared documents `align` fits on (and at least n_components + 1)
@@ -78,7 +79,7 @@ def fit_projection(
 ) -> Projection:
     """PCA of `X` to `n_components`, scaled so the projected `X` spans [-1, 1].
 
-    Fit on a seeded sample for large N (eigenvectors of the sample covariance, float32 products,
+    Fit on a seeded sample for large N (the top eigenvectors of the sample covariance: float32 products,
     float64 eigensolver); each axis' sign is fixed (its largest loading positive) so the same data
     gives the same picture. Axes beyond the data's rank (D or N too small) are zero.
     """
@@ -92,10 +93,11 @@ def fit_projection(
     mean = rows.mean(axis=0, dtype=np.float64)
     centred = rows - mean.astype(np.float32)
     cov = (centred.T @ centred).astype(np.float64) / max(1, rows.shape[0] - 1)
-    values, vectors = np.linalg.eigh(cov)  # ascending
     k = min(n_components, d)
-    top = vectors[:, ::-1][:, :k]
-    top[:, values[::-1][:k] <= 1e-12 * max(1.0, float(values[-1]))] = 0.0  # no variance: no axis
+    # only the top k eigenpairs (ascending): 0.05 s at D = 768 where the full eigh takes 1.2 s
+    values, vectors = scipy.linalg.eigh(cov, subset_by_index=[d - k, d - 1])
+    top = np.ascontiguousarray(vectors[:, ::-1])
+    top[:, values[::-1] <= 1e-12 * max(1.0, float(values[-1]))] = 0.0  # no variance: no axis
     signs = np.sign(top[np.abs(top).argmax(axis=0), np.arange(k)])
     top *= np.where(signs == 0, 1.0, signs)
     components = np.zeros((d, n_components), dtype=np.float64)
