@@ -283,3 +283,31 @@ async def test_layout_stability_across_re_runs(api: Api) -> None:
     # an older run's points come from its own artifact
     v_old = coords_by_doc(await get(api, f"/v1/clusters/{cid}/visualization?run_id={second['run_id']}"))
     assert all(np.array_equal(v_old[d], v2[d]) for d in v2)
+
+
+async def test_stability_falls_back_to_a_fresh_layout_with_a_reason(api: Api) -> None:
+    col, _ = await api.make_collection(X=blobs(n_per=40, dims=8, centers=3))
+    cid = await api.make_cluster(col, k=3)
+    low = {"AND": [{"field": "metadata.i", "operator": "lt", "value": 60}]}
+    high = {"AND": [{"field": "metadata.i", "operator": "gte", "value": 60}]}
+    first = await run_with(api, cid, {"filters": low})
+    assert first["layout_stability_applied"] == "none" and "layout_stability_reason" not in first
+    # no document in common with the previous run: nothing to align on
+    disjoint = await run_with(api, cid, {"filters": high, "layout_stability": "align"})
+    assert disjoint["layout_stability_applied"] == "none"
+    assert f"previous run '{first['run_id']}' shares 0 documents" in disjoint["layout_stability_reason"]
+    # a 3-D run cannot reuse a 2-D frame
+    wider = await run_with(api, cid, {"layout_stability": "transform", "vis_n_components": 3})
+    assert wider["layout_stability_applied"] == "none" and "2-D layout" in wider["layout_stability_reason"]
+    # the previous run's projection artifact is gone: a fresh layout, and the reason says so
+    store = api.app.state.services.artifacts
+    raw = await api.client.get(f"/v1/clusters/{cid}/executions/{wider['run_id']}", headers=api.h())
+    members_key = raw.json()["members_key"]
+    layout_key = members_key.rsplit("/", 1)[0] + "/layout.npz"
+    assert store.exists(layout_key)
+    assert store.delete_prefix(layout_key) == 1
+    lost = await run_with(api, cid, {"layout_stability": "transform", "vis_n_components": 3})
+    assert lost["layout_stability_applied"] == "none"
+    assert f"previous run '{wider['run_id']}' has no stored projection" in lost["layout_stability_reason"]
+    viz = await get(api, f"/v1/clusters/{cid}/visualization")
+    assert viz["run_id"] == lost["run_id"] and viz["n_components"] == 3 and len(viz["points"]) == 120
