@@ -11,6 +11,7 @@ import numpy as np
 
 from core import admission, artifacts
 from core.algorithms import validate_params
+from core.centroids import cluster_members
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
@@ -173,8 +174,9 @@ def _centroid_records(
     result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
 ) -> list[dict[str, Any]]:
     records = []
-    for c in result.clusters:
-        members = np.flatnonzero(result.labels == c.label_value)
+    values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
+    groups = cluster_members(result.labels, values)
+    for c, members in zip(result.clusters, groups, strict=True):
         nearest = members[np.argsort(result.distances[members], kind="stable")[:REPRESENTATIVES]]
         records.append(
             {
@@ -201,7 +203,6 @@ def _write_artifacts(
     layout: Layout | None = None,
 ) -> dict[str, Any]:
     prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run["run_id"], run["attempts"])
-    label_to_id = {c.label_value: c.cluster_id for c in result.clusters}
     centroids = (
         np.stack([c.centroid for c in result.clusters]) if result.clusters else np.empty((0, 0), np.float32)
     )
@@ -211,12 +212,13 @@ def _write_artifacts(
         [int(c.num_members) for c in result.clusters],
         centroids,
     )
+    # cluster id per member by one take from the ids (None for noise), not a lookup per row
+    values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
+    ids = np.array([c.cluster_id for c in result.clusters] + [None], dtype=object)
+    pos = np.searchsorted(values, result.labels)
+    pos[result.labels == -1] = len(values)
     mtable = artifacts.members_table(
-        [str(d) for d in doc_ids],
-        [str(c) for c in col_ids],
-        [label_to_id.get(int(lab)) for lab in result.labels],
-        result.distances,
-        coordinates=layout_stage.coordinates(layout),
+        doc_ids, col_ids, ids[pos], result.distances, coordinates=layout_stage.coordinates(layout)
     )
     clusters_key, members_key = prefix + "clusters.parquet", prefix + "members.parquet"
     artifacts.write_table(rt.artifacts, clusters_key, ctable)
