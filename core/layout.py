@@ -77,7 +77,14 @@ class Layout:
 def fit_projection(
     X: np.ndarray, n_components: int, seed: int = 42, fit_sample: int = FIT_SAMPLE
 ) -> Projection:
-    """PCA of `X` to `n_components`, scaled so the projected `X` spans [-1, 1].
+    """PCA of `X` to `n_components`, scaled so the projected `X` spans [-1, 1] (`_fit`)."""
+    return _fit(X, n_components, seed, fit_sample)[0]
+
+
+def _fit(
+    X: np.ndarray, n_components: int, seed: int = 42, fit_sample: int = FIT_SAMPLE
+) -> tuple[Projection, np.ndarray]:
+    """(The scaled PCA projection of `X`, the coordinates of `X` under it.)
 
     Fit on a seeded sample for large N (the top eigenvectors of the sample covariance: float32 products,
     float64 eigensolver); each axis' sign is fixed (its largest loading positive) so the same data
@@ -104,11 +111,18 @@ def fit_projection(
     components[:, :k] = top
     weights = components.astype(np.float32)
     offset = (-(mean @ components)).astype(np.float32)
-    raw = Projection(weights, offset)
-    extent = float(np.abs(raw.apply(X)).max()) if n else 0.0
-    if extent > 0 and np.isfinite(extent):
-        raw = Projection((weights / extent).astype(np.float32), (offset / extent).astype(np.float32))
-    return raw
+    return _scaled(Projection(weights, offset), X)
+
+
+def _scaled(raw: Projection, X: np.ndarray) -> tuple[Projection, np.ndarray]:
+    """`raw` scaled so `X` spans [-1, 1], and the coordinates of X under it: one product over X."""
+    coords = raw.apply(X)
+    extent = float(np.abs(coords).max()) if coords.size else 0.0
+    if not (extent > 0 and np.isfinite(extent)):
+        return raw, coords
+    coords /= np.float32(extent)
+    scaled = Projection((raw.weights / extent).astype(np.float32), (raw.offset / extent).astype(np.float32))
+    return scaled, coords
 
 
 def procrustes(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
@@ -165,8 +179,7 @@ def compute_layout(
     prev_id = previous.run_id if previous is not None else None
     if mode == "transform" and reason is None and previous is not None and previous.projection is not None:
         return Layout(previous.projection.apply(X), previous.projection, "transform", None, prev_id)
-    fresh = fit_projection(X, n_components, seed, fit_sample)
-    coords = fresh.apply(X)
+    fresh, coords = _fit(X, n_components, seed, fit_sample)
     if mode == "align" and reason is None and previous is not None:
         assert previous.document_ids is not None and previous.coordinates is not None
         assert document_ids is not None
