@@ -186,7 +186,7 @@ async def run_multi_vector(
         weights = list(cfg.get("feature_weights") or [1.0] * len(blocks))
         learning = cfg.get("weight_learning") if strategy == "weighted" else None
         if learning:
-            progress.from_thread("learning_weights", 0.3)
+            await progress.checkpoint("learning_weights", 0.3)
             learned = await asyncio.to_thread(_learn, blocks, pconf, learning, normalize)
             weights = list(learned.weights)
             extra["learned_weights"] = {u: float(w) for u, w in zip(pulled.names, weights, strict=True)}

@@ -57,6 +57,7 @@ _METADATA_KEYS = (
 MULTI_RUN_KEYS = (
     "multi_feature_strategy",
     "feature_dimensions",
+    "feature_weights_used",
     "learned_weights",
     "learning_quality_score",
     "weight_learning",
