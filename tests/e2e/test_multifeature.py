@@ -130,6 +130,8 @@ async def test_weighted_learns_the_informative_feature(api: Api) -> None:
     assert meta["learned_weights"] == w and meta["learning_quality_score"] == run["learning_quality_score"]
     parsed = ClusterMetadata.from_dict(meta)
     assert parsed.learned_weights == w and parsed.multi_feature_strategy == "weighted"
+    listed = (await api.client.get("/v1/clusters", headers=api.h())).json()["results"]
+    assert [c["learned_weights"] for c in listed if c["cluster_id"] == cluster["cluster_id"]] == [w]
     # the PATCH answer (ClusterModel) echoes the vector_config with the learning config
     r = await api.client.patch(
         f"/v1/clusters/{cluster['cluster_id']}", json={"description": "x"}, headers=api.h()
