@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from core import preprocess
 from core.pipeline import l2_normalize
-from tests.conftest import Api
+from tests.conftest import Api, serve_asgi
 from tests.e2e.run_helpers import assert_error
 
 pytestmark = pytest.mark.e2e
@@ -337,3 +337,21 @@ async def test_bad_multi_feature_and_step_configs_are_422(api: Api) -> None:
         r = await api.client.post("/v1/clusters", json=body, headers=api.h())
         err = assert_error(r, 422, "validation_error")
         assert err["message"].startswith(field + ":"), (vc, err["message"])
+
+
+async def test_admission_counts_every_feature_dimension(make_settings: Any) -> None:
+    """1 MB of budget above the reserve: 32 points of 1,000 dimensions fit, 16 of 2,000 (N×D×4×8)."""
+    async with serve_asgi(make_settings(worker_memory_limit_mb=1025)) as api:
+        rng = np.random.default_rng(12)
+        feats = {"a": rng.normal(size=(24, 1000)), "b": rng.normal(size=(24, 1000))}
+        col = await _collection(api, "wide", {k: v.astype(np.float32) for k, v in feats.items()})
+        single = await _create(api, col, feature_uris=["a"], algorithm_params={"n_clusters": 2})
+        r = await api.client.post(f"/v1/clusters/{single['cluster_id']}/execute", headers=api.h())
+        assert r.status_code == 200, r.text
+        run = await api.wait_run(single["cluster_id"], r.json()["additional_data"]["run_id"])
+        assert run["status"] == "completed" and run["dimensions"] == 1000
+        both = await _create(api, col, feature_uris=["a", "b"], algorithm_params={"n_clusters": 2})
+        r = await api.client.post(f"/v1/clusters/{both['cluster_id']}/execute", headers=api.h())
+        err = assert_error(r, 422, "validation_error", "too_many_points")
+        assert err["details"]["dimensions"] == 2000 and err["details"]["max_points"] == 16
+        assert err["details"]["points"] == 24
