@@ -355,3 +355,34 @@ async def test_admission_counts_every_feature_dimension(make_settings: Any) -> N
         err = assert_error(r, 422, "validation_error", "too_many_points")
         assert err["details"]["dimensions"] == 2000 and err["details"]["max_points"] == 16
         assert err["details"]["points"] == 24
+
+
+async def test_two_collections_and_sampling_keep_rows_aligned(api: Api) -> None:
+    """Rows of several collections are interleaved and sampled feature by feature alike."""
+    truth = np.repeat(np.arange(2), 20)
+    cols = []
+    for j in range(2):
+        feats = {"a": _groups(40, 4, truth, 20 + j), "b": _groups(40, 3, truth, 30 + j)}
+        cols.append(await _collection(api, f"part-{j}", feats))
+    body = {
+        "collection_ids": cols,
+        "vector_config": {
+            "clustering_method": "kmeans",
+            "feature_uris": ["a", "b"],
+            "algorithm_params": {"n_clusters": 2},
+            "sample_size": 50,
+        },
+    }
+    r = await api.client.post("/v1/clusters", json=body, headers=api.h())
+    assert r.status_code == 200, r.text
+    run = await api.execute(r.json()["cluster_id"])
+    assert run["status"] == "completed", run.get("error_message")
+    assert run["num_points"] == 50 and run["sampling"]["from"] == 80 and run["vectors_retrieved"] == 80
+    table = pq.read_table(io.BytesIO(api.app.state.services.artifacts.get_bytes(run["members_key"])))
+    rows = table.to_pylist()
+    keys = [(m["document_id"], m["collection_id"]) for m in rows]
+    assert keys == sorted(keys) and len(set(keys)) == 50
+    # both features agree on every document's group, so a misaligned row would split a cluster
+    got = np.asarray([m["cluster_id"] for m in rows], dtype=object)
+    want = np.asarray([truth[int(m["document_id"][1:])] for m in rows])
+    assert ari(want, got) == 1.0
