@@ -16,6 +16,7 @@ from core.algorithms import get_algorithm
 from core.centroids import MeanGeometry, compute_centroids, cosine_stats, mean_geometry, point_stats
 from core.errors import RunDataError
 from core.metrics import SILHOUETTE_SAMPLE, quality_metrics
+from core.preprocess import describe, fit_steps
 
 Progress = Callable[[str, float], None]
 
@@ -59,6 +60,7 @@ class PipelineConfig:
     reduce_above: int | None = REDUCE_ABOVE
     reduce_to: int = REDUCE_TO
     owns_input: bool = False  # the caller hands X over: normalisation may overwrite it
+    preprocessing: list[dict[str, Any]] | None = None  # explicit steps (core.preprocess): replace the above
 
 
 @dataclass
@@ -81,6 +83,7 @@ class PipelineResult:
     num_clusters: int  # excludes noise
     params_used: dict[str, Any] = field(default_factory=dict)  # automatic / adjusted values
     reduction: dict[str, Any] | None = None  # {"method": "pca", "from": D, "to": d} when applied
+    preprocessor: Any = None  # core.preprocess.FittedSteps when explicit steps ran
 
 
 def validate_input(X: np.ndarray) -> np.ndarray:
@@ -166,7 +169,13 @@ def run_pipeline(
     step()
 
     check("fit")
-    X_fit, reduction = reduce_for_fit(X, spec.reduces_high_dim, config)
+    preprocessor = None
+    reduction: dict[str, Any] | None
+    if config.preprocessing:
+        X_fit, preprocessor = fit_steps(X, config.preprocessing, config.seed)
+        reduction = describe(preprocessor, X.shape[1], X_fit.shape[1])
+    else:
+        X_fit, reduction = reduce_for_fit(X, spec.reduces_high_dim, config)
     fitted = spec.fit(X_fit, config.params, config.seed)
     labels = fitted.labels
     step()
@@ -227,6 +236,7 @@ def run_pipeline(
         num_clusters=len(clusters),
         params_used=fitted.used,
         reduction=reduction,
+        preprocessor=preprocessor,
     )
 
 

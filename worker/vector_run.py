@@ -92,6 +92,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         centroid_method=cfg.get("centroid_method") or "mean",
         reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
         owns_input=True,  # the pulled matrix is the run's own: normalise it in place
+        preprocessing=cfg.get("preprocessing") or None,
     )
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
@@ -121,6 +122,10 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
     }
     if cfg.get("save_artifacts", True):
         fields.update(await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids, layout))
+        if result.preprocessor is not None:
+            from worker.multi_run import save_preprocessor
+
+            fields.update(await asyncio.to_thread(save_preprocessor, rt, run, result.preprocessor))
     fields["execution_time_ms"] = int((time.perf_counter() - started) * 1000)
     return fields
 

@@ -88,6 +88,7 @@ def vector_definition(vc: dict[str, Any]) -> dict[str, Any]:
         "sample_size": vc["sample_size"],
         "vector_config": vc,
         "multi_feature_strategy": vc["multi_feature_strategy"],
+        "preprocessing_steps": vc["preprocessing_steps"],
         "effective_feature_method": vc["effective_feature_method"],
         "vis_n_components": vc["vis_n_components"],
         "layout_stability": vc["layout_stability"],
