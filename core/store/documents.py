@@ -108,8 +108,14 @@ async def insert_one(db: Database, record: dict[str, Any]) -> None:
 
 
 async def ensure_absent(db: Database, *, ns: str, collection_id: str, document_id: str) -> None:
-    q = {"namespace_id": ns, "collection_id": collection_id, "document_id": document_id}
-    if await db.documents.find_one(q, {"_id": 1}) is not None:
+    store = embedded.writable_store(db.documents)
+    if store is not None:  # the embedded store holds documents only under their record_id
+        key = record_id(ns=ns, collection_id=collection_id, document_id=document_id)
+        exists = key in store._documents
+    else:
+        q = {"namespace_id": ns, "collection_id": collection_id, "document_id": document_id}
+        exists = await db.documents.find_one(q, {"_id": 1}) is not None
+    if exists:
         raise Conflict(
             f"document_id: '{document_id}' already exists in this collection", code="document_exists"
         )
@@ -204,6 +210,10 @@ async def delete_one(db: Database, *, ns: str, collection_id: str, document_id: 
 
 
 async def delete_collection(db: Database, *, ns: str, collection_id: str) -> int:
+    scope = {"namespace_id": ns, "collection_id": collection_id}
+    deleted = embedded.delete_matching(db.documents, scope=scope)
+    if deleted is not None:
+        return deleted
     res = await db.documents.delete_many({"namespace_id": ns, "collection_id": collection_id})
     return int(res.deleted_count)
 

@@ -148,3 +148,31 @@ async def test_a_unique_index_sends_the_embedded_store_through_mongomock() -> No
     )
     docs = await stored(db)
     assert sorted(docs) == ["a", "b"] and docs["a"]["metadata"]["x"] == 2.0
+
+
+async def test_embedded_delete_and_absence_check_agree_with_mongomock() -> None:
+    """delete_collection and ensure_absent take the embedded shortcuts (mongomock's delete_many
+    re-scans per document); the store ends as mongomock's own delete_many leaves it."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    async def filled() -> Any:
+        db: Any = AsyncMongoMockClient()["writes"]
+        await ensure_indexes(db, embedded=True)
+        for ns in (NS, "ns_other"):
+            for col in (COL, "col_other"):
+                recs = [
+                    documents.to_record(ns=ns, collection_id=col, document_id=f"d{i}", fields={}, vectors={})
+                    for i in range(30)
+                ]
+                await documents.upsert_many(db, ns=ns, collection_id=col, records=recs)
+        return db
+
+    fast, slow = await filled(), await filled()
+    assert embedded.writable_store(fast.documents) is not None
+    assert await documents.delete_collection(fast, ns=NS, collection_id=COL) == 30
+    assert (await slow.documents.delete_many({"namespace_id": NS, "collection_id": COL})).deleted_count == 30
+    left = [sorted([d["_id"] async for d in db.documents.find({})]) for db in (fast, slow)]
+    assert left[0] == left[1] and len(left[0]) == 90
+    await documents.ensure_absent(fast, ns=NS, collection_id=COL, document_id="d1")  # deleted: absent
+    with pytest.raises(Conflict, match="already exists"):
+        await documents.ensure_absent(fast, ns=NS, collection_id="col_other", document_id="d1")
