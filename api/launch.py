@@ -54,6 +54,7 @@ def run_config(
         "seed": int(seed) if isinstance(seed, int) else 42,
         "compute_metrics": True,
         "save_artifacts": True,
+        "llm_labeling": cluster.get("llm_labeling"),  # worker.labeling; execute may override
         **overrides,
     }
 

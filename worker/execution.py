@@ -77,6 +77,7 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
             "failure_category": None,
             "hierarchy_detected": bool(fields.get("hierarchy_relationships")),
             "hierarchy_relationships": fields.get("hierarchy_relationships") or [],
+            "llm_labeling_errors": fields.get("llm_labeling_errors") or None,  # the latest run's
         },
     )
     return "completed"

@@ -15,6 +15,7 @@ from core.errors import RunDataError
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
 from core.store import collections, documents
 from core.vectors import VectorRows, encode, resolve_vector_name
+from worker.labeling import label_clusters
 from worker.runtime import Runtime
 from worker.stages import Progress, document_filter, sample_indices
 
@@ -95,9 +96,11 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         progress.from_thread(stage, 0.3 + 0.6 * fraction)
 
     result: PipelineResult = await asyncio.to_thread(run_pipeline, X, pconf, scaled, lambda: progress.lost)
+    labels = await label_clusters(rt, run, result, doc_ids, col_ids, progress)  # worker.labeling
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
     centroids = _centroid_records(result, doc_ids, col_ids)
+    labels.apply(centroids)
     fields: dict[str, Any] = {
         "num_clusters": int(result.num_clusters),
         "num_points": int(result.num_points),
@@ -114,8 +117,12 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         "sampling": sampling,
         "reduction": result.reduction,
     }
+    if labels.errors:
+        fields["llm_labeling_errors"] = labels.errors
     if cfg.get("save_artifacts", True):
-        fields.update(await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids))
+        fields.update(
+            await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids, labels.labels)
+        )
     fields["execution_time_ms"] = int((time.perf_counter() - started) * 1000)
     return fields
 
@@ -189,7 +196,12 @@ def _centroid_records(
 
 
 def _write_artifacts(
-    rt: Runtime, run: dict[str, Any], result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
+    rt: Runtime,
+    run: dict[str, Any],
+    result: PipelineResult,
+    doc_ids: np.ndarray,
+    col_ids: np.ndarray,
+    labels: list[str],
 ) -> dict[str, Any]:
     prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run["run_id"], run["attempts"])
     label_to_id = {c.label_value: c.cluster_id for c in result.clusters}
@@ -198,7 +210,7 @@ def _write_artifacts(
     )
     ctable = artifacts.clusters_table(
         [c.cluster_id for c in result.clusters],
-        [f"Cluster {c.label_value}" for c in result.clusters],
+        labels,
         [int(c.num_members) for c in result.clusters],
         centroids,
     )

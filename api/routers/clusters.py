@@ -189,6 +189,8 @@ async def execute_cluster(
     if body.filters is not None:  # this run only; the definition keeps its own
         check_document_filters(body.filters, "filters")
         overrides["filters"] = body.filters
+    if body.llm_labeling is not None:  # this run only, like filters
+        overrides["llm_labeling"] = normalise_llm(body.llm_labeling)
     config = run_config(cluster, sample_size=body.sample_size, **overrides)
 
     async def launch() -> dict[str, Any]:
