@@ -103,18 +103,20 @@ def ctfidf(counts: Any) -> Any:
 
 
 def _distinct_terms(ranked: list[str], top_n: int) -> list[str]:
-    """The first `top_n` terms, skipping one whose words a chosen term already has (or which
-    contains only words already chosen): "deep learning" then "learning" adds nothing."""
+    """The first `top_n` terms without repeats: a term whose words are all chosen already adds
+    nothing ("learning" after "machine learning"), and a phrase takes the place of the chosen
+    words it contains ("machine learning" replaces an earlier "learning" and "machine")."""
     chosen: list[str] = []
-    covered: set[str] = set()
     for term in ranked:
         words = set(term.split())
-        if words <= covered:
+        if any(words <= set(c.split()) for c in chosen):
             continue
-        if any(set(c.split()) <= words and len(c.split()) > 1 for c in chosen):
-            continue
-        chosen.append(term)
-        covered |= words
+        inside = [i for i, c in enumerate(chosen) if set(c.split()) < words]
+        if inside:
+            chosen[inside[0]] = term
+            chosen = [c for i, c in enumerate(chosen) if i not in inside[1:]]
+        else:
+            chosen.append(term)
         if len(chosen) >= top_n:
             break
     return chosen

@@ -41,5 +41,7 @@ def representatives(ranked: np.ndarray, n: int, strategy: str = "nearest") -> np
     if strategy != "representative" or ranked.size <= n:
         return ranked[:n]
     near = (n + 1) // 2
-    rest = spread(ranked[near:], n - near)
-    return np.concatenate([ranked[:near], rest])
+    rest = ranked[near:]
+    # evenly spaced and ending at the farthest member: the nearest of the rest is like the core
+    picks = np.unique(np.linspace(0, rest.size - 1, n - near + 1)[1:].round().astype(np.int64))
+    return np.concatenate([ranked[:near], rest[picks]])
