@@ -156,6 +156,7 @@ async def _llm_labels(
     key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
     client = llm.ChatClient(s.llm_base_url, key, timeout_s=s.llm_timeout_s, max_retries=s.llm_max_retries)
     gate = asyncio.Semaphore(s.llm_concurrency)
+    done = [0]
 
     async def one(j: int) -> None:
         c = result.clusters[j]
@@ -180,6 +181,9 @@ async def _llm_labels(
             except llm.LLMError as exc:
                 failures.setdefault(exc.message, []).append(j)
                 return
+            finally:  # the fenced write also learns of a cancel between calls
+                done[0] += 1
+                await progress.report("labeling", 0.9 + 0.02 * done[0] / len(chosen))
         new[j] = label
         if opts.cache_ttl_s:
             value = {"label": label.label, "summary": label.summary, "keywords": label.keywords}

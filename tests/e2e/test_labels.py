@@ -3,7 +3,9 @@ local OpenAI-compatible server over real HTTP (cache, candidates, failures falli
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 from core import artifacts
 from tests.conftest import Api, blobs, serve_asgi
-from tests.e2e.run_helpers import assert_error, get_cluster
+from tests.e2e.run_helpers import assert_error, get_cluster, get_run, start, wait_status
 from tests.fake_llm import FakeLLM, fake_llm
 
 pytestmark = pytest.mark.e2e
@@ -318,3 +320,62 @@ async def test_llm_enabled_without_endpoint(api: Api) -> None:
         "llm_labeling: no LLM endpoint is configured (CLUSTERD_LLM_BASE_URL); offline labels were kept"
     ]
     assert all(c["keywords"] for c in run["centroids"])
+
+
+async def test_cancel_while_the_llm_labels(make_settings: Any) -> None:
+    with fake_llm(by_topic) as fake:
+        fake.delay_s = 0.4
+        async with llm_api(make_settings, fake, llm_concurrency=1, llm_timeout_s=5.0) as api:
+            cid = await text_collection(api)
+            cluster = await api.make_cluster(cid, k=3, llm_labeling=LLM_ON)
+            rid = await start(api, cluster)
+            run = await wait_status(api, cluster, rid, {"completed", "failed", "canceled"} | {"processing"})
+            deadline = time.monotonic() + 60
+            while run["status"] == "processing" and run["progress"]["stage"] != "labeling":
+                assert time.monotonic() < deadline, run
+                await asyncio.sleep(0.02)
+                run = await get_run(api, cluster, rid)
+            assert run["progress"]["stage"] == "labeling", run
+            r = await api.client.post(f"/v1/clusters/{cluster}/executions/{rid}/cancel", headers=api.h())
+            assert r.status_code == 200, r.text
+            # the worker stops after the call in flight: a later run completes once it has returned
+            small = await api.make_cluster(cid, k=2)
+            assert (await api.execute(small))["status"] == "completed"
+            run = await get_run(api, cluster, rid)
+            assert run["status"] == "canceled" and "centroids" not in run
+            assert len(fake.requests) < 3
+
+
+async def test_adhoc_run_is_labelled(api: Api) -> None:
+    cid = await text_collection(api)
+    r = await api.client.post(
+        "/v1/clusters/execute",
+        headers=api.h(),
+        json={
+            "collection_ids": [cid],
+            "config": {
+                "algorithm": "kmeans",
+                "algorithm_params": {"n_clusters": 3},
+                "feature_vector": {"vector_name": "emb"},
+                "llm_labeling": {"enabled": True},
+            },
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    for c in body["centroids"]:
+        assert set(c["keywords"][:3]) <= set(TOPICS[topic_of(c)]) and c["label"] and c["summary"]
+    assert body["llm_labeling_errors"][0].startswith("llm_labeling: no LLM endpoint is configured")
+    r = await api.client.post(
+        "/v1/clusters/execute",
+        headers=api.h(),
+        json={
+            "collection_ids": [cid],
+            "config": {
+                "algorithm": "kmeans",
+                "feature_vector": {"vector_name": "emb"},
+                "llm_labeling": {"provider": "x"},
+            },
+        },
+    )
+    assert "llm_labeling.provider" in assert_error(r, 422, "validation_error")["message"]
