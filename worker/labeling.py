@@ -74,8 +74,9 @@ async def label_clusters(
     inputs = await _member_inputs(rt, run, doc_ids, col_ids, [*text_idx, *rep_idx], opts)
 
     class_texts = [[t for i in idx if (t := texts.document_text(inputs.get(int(i), [])))] for idx in text_idx]
+    # the summary quotes the member nearest the centroid that has text
     examples = [
-        next((texts.document_text(inputs[int(i)]) for i in r[:1] if inputs.get(int(i))), None) for r in ranked
+        next((texts.document_text(inputs[int(i)]) for i in r if int(i) in inputs), None) for r in rep_idx
     ]
     keywords = await asyncio.to_thread(ctfidf.class_keywords, class_texts)
     sizes = [int(c.num_members) for c in result.clusters]
@@ -94,6 +95,10 @@ async def label_clusters(
     )
     if opts.enabled and k:
         await _llm_labels(rt, run, result, opts, inputs, rep_idx, out, progress)
+    if opts.enabled and not opts.include_summary:  # asked for none, from either labeller
+        out.summaries = [None] * k
+    if opts.enabled and not opts.include_keywords:
+        out.keywords = [[] for _ in range(k)]
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -112,9 +114,14 @@ async def test_overrides_apply_over_new_labels_and_export(api: Api) -> None:
         headers=api.h(),
     )
     assert r.status_code == 200, r.text
-    rows = [line.split(",") for line in r.text.strip().splitlines()[1:]]
-    assert rows and {row[2] for row in rows} == {"cl_1"}
-    assert r.text.count(machine["cl_1"]) == len(rows) or '"' in r.text  # labels hold commas: quoted
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == by_id["cl_1"]["num_members"]
+    assert {(row["cluster_id"], row["cluster_label"]) for row in rows} == {("cl_1", machine["cl_1"])}
+    r = await api.client.get(
+        f"/v1/clusters/{cluster}/executions/{rid}/export", params={"format": "csv"}, headers=api.h()
+    )
+    labels = {row["cluster_id"]: row["cluster_label"] for row in csv.DictReader(io.StringIO(r.text))}
+    assert labels == {**machine, "cl_0": "Mine"}
 
 
 async def test_no_text_gives_cluster_k(api: Api) -> None:
@@ -379,3 +386,19 @@ async def test_adhoc_run_is_labelled(api: Api) -> None:
         },
     )
     assert "llm_labeling.provider" in assert_error(r, 422, "validation_error")["message"]
+
+
+async def test_llm_without_summary_or_keywords(make_settings: Any) -> None:
+    with fake_llm(by_topic) as fake:
+        async with llm_api(make_settings, fake) as api:
+            cid = await text_collection(api)
+            opts = {
+                **LLM_ON,
+                "include_summary": False,
+                "include_keywords": False,
+                "sample_selection_strategy": "representative",
+            }
+            run = await api.execute(await api.make_cluster(cid, k=3, llm_labeling=opts))
+            assert {c["label"] for c in run["centroids"]} == {"Football Matches", "Home Baking", "Astronomy"}
+            assert all("summary" not in c and "keywords" not in c for c in run["centroids"])
+            assert '"summary"' not in fake.prompt() and '"keywords"' not in fake.prompt()
