@@ -104,6 +104,13 @@ class Settings(BaseSettings):
             return [k.strip() for k in v.split(",") if k.strip()]
         return v
 
+    @field_validator("llm_base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("CLUSTERD_LLM_BASE_URL must be an http:// or https:// URL")
+        return v
+
     @model_validator(mode="after")
     def _production_needs_secret(self) -> Settings:
         if self.mongodb_url and self.secret_key is None:

@@ -232,3 +232,17 @@ def test_distinct_llm_labels() -> None:
     assert out == ["Sports News", "sports news (football)", "Cooking", "News: Sports (2)", "Sports News (3)"]
     assert llm.similarity("Home Baking", "home-baking") == 1.0
     assert llm.similarity("Home Baking", "Baking") == 0.5
+
+
+def test_llm_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from core.settings import Settings
+
+    with pytest.raises(ValidationError, match="CLUSTERD_LLM_BASE_URL must be an http"):
+        Settings(llm_base_url="localhost:8080/v1")
+    with pytest.raises(ValidationError):
+        Settings(llm_concurrency=0)
+    s = Settings(llm_base_url="https://llm.internal/v1", llm_api_key="k" * 20)
+    assert s.llm_timeout_s == 30 and s.llm_max_retries == 2 and s.llm_max_clusters == 100
+    assert "k" * 20 not in repr(s)  # the key is a secret
