@@ -402,3 +402,31 @@ async def test_llm_without_summary_or_keywords(make_settings: Any) -> None:
             assert {c["label"] for c in run["centroids"]} == {"Football Matches", "Home Baking", "Astronomy"}
             assert all("summary" not in c and "keywords" not in c for c in run["centroids"])
             assert '"summary"' not in fake.prompt() and '"keywords"' not in fake.prompt()
+
+
+@pytest.mark.redis
+async def test_llm_labels_on_a_celery_worker(make_settings: Any, s3_settings: dict[str, Any]) -> None:
+    """The production topology: a Celery worker (its own event loop and store client) calls the LLM."""
+    from celery.contrib.testing.worker import start_worker
+
+    from tests.conftest import redis_settings
+
+    with fake_llm(by_topic) as fake:
+        settings = redis_settings(make_settings, s3_settings, llm_base_url=fake.url, llm_max_retries=0)
+        async with serve_asgi(settings) as api:
+            cm = start_worker(
+                api.app.state.services.celery,
+                pool="solo",
+                concurrency=1,
+                perform_ping_check=False,
+                shutdown_timeout=30,
+            )
+            await asyncio.to_thread(cm.__enter__)
+            try:
+                cid = await text_collection(api)
+                run = await api.execute(await api.make_cluster(cid, k=3, llm_labeling=LLM_ON))
+            finally:
+                await asyncio.to_thread(cm.__exit__, None, None, None)
+            assert run["status"] == "completed", run
+            assert {c["label"] for c in run["centroids"]} == {"Football Matches", "Home Baking", "Astronomy"}
+            assert len(fake.requests) == 3
