@@ -14,6 +14,7 @@ from core.errors import ServiceUnavailable
 from core.filters import DOCUMENT_SCHEMA, compile_filter
 from core.ids import new_run_id, new_task_id
 from core.models import FailureCategory
+from core.preprocess import explicit
 from core.store import clusters, collections, documents, executions, run_state
 from core.vectors import resolve_vector_name
 from worker.app import enqueue
@@ -51,12 +52,47 @@ def run_config(
         "centroid_method": vc.get("effective_feature_method", "mean"),
         # `[{"method": "none"}]` asks for the vectors exactly as stored: no automatic reduction
         "reduce": not any(s.get("method") == "none" for s in vc.get("preprocessing_steps") or []),
+        # explicit steps (core.preprocess) replace the automatic reduction
+        "preprocessing": explicit(vc.get("preprocessing_steps") or []),
+        **multi_feature_config(vc),
         "seed": int(seed) if isinstance(seed, int) else 42,
         "compute_metrics": True,
         "save_artifacts": True,
+        "vis_n_components": vc.get("vis_n_components") or 2,  # worker/layout_stage.py
+        "layout_stability": vc.get("layout_stability"),
         "llm_labeling": cluster.get("llm_labeling"),  # worker.labeling; execute may override
         **overrides,
     }
+
+
+def multi_feature_config(vc: dict[str, Any]) -> dict[str, Any]:
+    """The run's multi-feature settings (worker/multi_run.py); {} for a single-feature cluster."""
+    uris = vc["feature_uris"]
+    if len(uris) < 2:
+        return {}
+    given = vc.get("feature_weights") or {}
+    return {
+        "feature_names": list(uris),
+        "multi_feature_strategy": vc.get("multi_feature_strategy") or "concatenate",
+        "feature_weights": [float(given.get(u, 1.0)) for u in uris],
+        # weighted with explicit feature_weights uses them (as the SDK documents): no learning
+        "weight_learning": vc.get("weight_learning_config") if not vc.get("feature_weights") else None,
+    }
+
+
+def resolve_features(config: dict[str, Any], dims_by_name: dict[str, int]) -> tuple[str, int] | None:
+    """(the first feature's vector name, the dimensions a run holds per document) in a collection,
+    or None when it lacks one of the features. A multi-feature run holds every feature's vectors,
+    so admission counts their total; its point count uses the first feature (an upper bound)."""
+    names = config.get("feature_names") or [config["feature_name"]]
+    total, first = 0, None
+    for uri in names:
+        name = resolve_vector_name(uri, set(dims_by_name))
+        if name is None:
+            return None
+        first = first or name
+        total += dims_by_name[name]
+    return (first, total) if first is not None else None
 
 
 async def admit(svc: Services, *, ns: str, config: dict[str, Any], field: str = "sample_size") -> None:
@@ -71,9 +107,9 @@ async def admit(svc: Services, *, ns: str, config: dict[str, Any], field: str = 
     for cid in config["collection_ids"]:
         col = await collections.find(svc.db, ns=ns, ident=cid)
         dims_by_name = collections.dimensions_of(col) if col is not None else {}
-        name = resolve_vector_name(config["feature_name"], set(dims_by_name))
-        if name is not None:
-            names[cid], dims = name, max(dims, dims_by_name[name])
+        resolved = resolve_features(config, dims_by_name)
+        if resolved is not None:
+            names[cid], dims = resolved[0], max(dims, resolved[1])
     if not names:
         return  # no collection has the vector: the run fails with its own message
     s = svc.settings

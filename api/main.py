@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from api import errors, reaper
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Services
-from api.routers import adhoc, admin, analytics, clusters, collections, patterns, run_actions
+from api.routers import adhoc, admin, analytics, clusters, collections, patterns, run_actions, views
 from core.algorithms import hdbscan_engine
 from core.artifacts import make_artifact_store
 from core.settings import Settings, get_settings
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
         adhoc.router,
         clusters.router,
         run_actions.router,
+        views.router,
         analytics.router,
         patterns.router,
     ):

@@ -459,9 +459,9 @@ def clusters_table(
 
 
 def members_table(
-    document_ids: Sequence[str],
-    collection_ids: Sequence[str],
-    cluster_ids: Sequence[str | None],
+    document_ids: Sequence[str] | np.ndarray,
+    collection_ids: Sequence[str] | np.ndarray,
+    cluster_ids: Sequence[str | None] | np.ndarray,
     distances: np.ndarray,
     coordinates: np.ndarray | None = None,
 ) -> pa.Table:

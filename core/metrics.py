@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.scores import davies_bouldin_calinski_harabasz, sample_indices, silhouette
+from core.centroids import MeanGeometry
+from core.scores import (
+    davies_bouldin_calinski_harabasz,
+    davies_bouldin_calinski_harabasz_from,
+    sample_indices,
+    silhouette,
+)
 
 DOMINANT_SHARE = 0.9
 # Points the silhouette is computed on (seeded sample above this). 4,096 keeps all three scores
@@ -26,7 +32,12 @@ T = TypeVar("T")
 
 
 def quality_metrics(
-    X: np.ndarray, labels: np.ndarray, *, sample_size: int = SILHOUETTE_SAMPLE, seed: int = 42
+    X: np.ndarray,
+    labels: np.ndarray,
+    *,
+    sample_size: int = SILHOUETTE_SAMPLE,
+    seed: int = 42,
+    geometry: MeanGeometry | None = None,
 ) -> dict[str, Any]:
     """Silhouette / Davies-Bouldin / Calinski-Harabasz, size statistics and the degenerate flag.
 
@@ -34,6 +45,8 @@ def quality_metrics(
     O(n^2), so above `sample_size` clustered points it runs on a seeded uniform sample (the
     first `sample_size` of `RandomState(seed).permutation`, as scikit-learn's
     `silhouette_score(sample_size=..., random_state=seed)` draws it); the other two use every point.
+    `geometry`, when given, is `mean_geometry(X, labels)`: the two centroid scores come from it
+    without another pass over X.
     """
     labels = np.asarray(labels)
     clustered = labels != -1
@@ -42,7 +55,13 @@ def quality_metrics(
     k, m = int(np.unique(lc).shape[0]), int(lc.shape[0])
     if 2 <= k <= m - 1:
         metrics["silhouette_score"] = _silhouette(Xc, lc, sample_size, seed)
-        scores = _safe(davies_bouldin_calinski_harabasz, Xc, lc)
+        if geometry is not None:
+            codes = np.searchsorted(geometry.cluster_labels, lc)
+            sq = geometry.sq_distances if clustered.all() else geometry.sq_distances[clustered]
+            c64 = geometry.centroids64
+            scores = _safe(lambda _x, _l: davies_bouldin_calinski_harabasz_from(c64, codes, sq), Xc, lc)
+        else:
+            scores = _safe(davies_bouldin_calinski_harabasz, Xc, lc)
         db, ch = scores if scores is not None else (None, None)
         metrics["davies_bouldin_index"] = _nonneg(_finite(db))
         metrics["calinski_harabasz_score"] = _nonneg(_finite(ch))

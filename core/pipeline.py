@@ -13,9 +13,10 @@ import numpy as np
 from pydantic import BaseModel
 
 from core.algorithms import get_algorithm
-from core.centroids import compute_centroids, cosine_stats, point_stats
+from core.centroids import MeanGeometry, compute_centroids, cosine_stats, mean_geometry, point_stats
 from core.errors import RunDataError
 from core.metrics import SILHOUETTE_SAMPLE, quality_metrics
+from core.preprocess import describe, fit_steps
 
 Progress = Callable[[str, float], None]
 
@@ -59,6 +60,7 @@ class PipelineConfig:
     reduce_above: int | None = REDUCE_ABOVE
     reduce_to: int = REDUCE_TO
     owns_input: bool = False  # the caller hands X over: normalisation may overwrite it
+    preprocessing: list[dict[str, Any]] | None = None  # explicit steps (core.preprocess): replace the above
 
 
 @dataclass
@@ -81,10 +83,20 @@ class PipelineResult:
     num_clusters: int  # excludes noise
     params_used: dict[str, Any] = field(default_factory=dict)  # automatic / adjusted values
     reduction: dict[str, Any] | None = None  # {"method": "pca", "from": D, "to": d} when applied
+    preprocessor: Any = None  # core.preprocess.FittedSteps when explicit steps ran
 
 
 def validate_input(X: np.ndarray) -> np.ndarray:
     """Return `X` as a float32 (N, D) array, or raise RunDataError naming what is wrong."""
+    return checked_input(X)[0]
+
+
+def checked_input(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(`X` as float32 (N, D), its rows' squared norms) or RunDataError naming what is wrong.
+
+    One float32 pass finds the norms and, with them, any NaN/inf (they propagate into the sum of
+    squares); no N×D boolean array. A row whose float32 sum of squares overflows (values above
+    ~1e19) is re-checked in float64, where a finite float32 row cannot overflow."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise RunDataError(f"vectors must form a 2-D array (got shape {X.shape})")
@@ -95,20 +107,30 @@ def validate_input(X: np.ndarray) -> np.ndarray:
     if X.shape[1] < 1:
         raise RunDataError("vectors have no dimensions")
     X = X.astype(np.float32, copy=False)
-    # the row sums are finite exactly when every value is (NaN/inf propagate; a finite float32 row
-    # cannot overflow a float64 sum) — without the N×D boolean array np.isfinite(X) would allocate
-    sums = X.sum(axis=1, dtype=np.float64)
-    if not np.isfinite(sums).all():
-        bad = int((~np.isfinite(sums)).sum())
-        raise RunDataError(f"vectors contain NaN or infinite values ({bad} of {X.shape[0]} points)")
-    return X
+    with np.errstate(over="ignore", invalid="ignore"):
+        sq = np.einsum("ij,ij->i", X, X)
+    suspect = np.flatnonzero(~np.isfinite(sq))
+    if suspect.size:
+        exact = np.einsum("ij,ij->i", X[suspect], X[suspect], dtype=np.float64)
+        bad = int((~np.isfinite(exact)).sum())
+        if bad:
+            raise RunDataError(f"vectors contain NaN or infinite values ({bad} of {X.shape[0]} points)")
+        sq[suspect] = np.inf  # finite but too large for float32 squares: scaled in float64 below
+    return X, sq
 
 
-def l2_normalize(X: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+def l2_normalize(X: np.ndarray, *, in_place: bool = False, sq_norms: np.ndarray | None = None) -> np.ndarray:
     """Unit-length rows; zero rows stay zero (they have no direction to keep). `in_place` scales
-    `X` itself (the pipeline owns its matrix: one copy of 293 MB less at 100k×768)."""
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64)).astype(X.dtype)
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)[:, None]
+    `X` itself (the pipeline owns its matrix: one copy of 293 MB less at 100k×768); `sq_norms`
+    are the rows' squared norms if already known (`checked_input`; inf = too large for float32)."""
+    if sq_norms is None:
+        with np.errstate(over="ignore"):
+            sq_norms = np.einsum("ij,ij->i", X, X)
+    norms = np.sqrt(sq_norms.astype(np.float64))
+    huge = np.flatnonzero(~np.isfinite(norms))
+    if huge.size:
+        norms[huge] = np.sqrt(np.einsum("ij,ij->i", X[huge], X[huge], dtype=np.float64))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(X.dtype)[:, None]
     if in_place:
         X *= scale
         return X
@@ -137,26 +159,39 @@ def run_pipeline(
 
     check("validate")
     given = X
-    X = validate_input(X)
+    X, sq_norms = checked_input(X)
     step()
 
     check("normalize")
     if config.normalize:
         # in place only on a matrix the pipeline made itself or was handed to own
-        X = l2_normalize(X, in_place=config.owns_input or X is not given)
+        X = l2_normalize(X, in_place=config.owns_input or X is not given, sq_norms=sq_norms)
     step()
 
     check("fit")
-    X_fit, reduction = reduce_for_fit(X, spec.reduces_high_dim, config)
+    preprocessor = None
+    reduction: dict[str, Any] | None
+    if config.preprocessing:
+        X_fit, preprocessor = fit_steps(X, config.preprocessing, config.seed)
+        reduction = describe(preprocessor, X.shape[1], X_fit.shape[1])
+    else:
+        X_fit, reduction = reduce_for_fit(X, spec.reduces_high_dim, config)
     fitted = spec.fit(X_fit, config.params, config.seed)
     labels = fitted.labels
     step()
 
     check("centroids")
-    cluster_labels, centroids = compute_centroids(X, labels, config.centroid_method)
-    distances, cosines = point_stats(X, labels, cluster_labels, centroids)
+    geometry: MeanGeometry | None = None
+    if config.centroid_method == "mean":
+        geometry = mean_geometry(X, labels)
+        cluster_labels, centroids = geometry.cluster_labels, geometry.centroids
+        distances, cosines, counts = geometry.distances, geometry.cosines, geometry.counts
+    else:
+        cluster_labels, centroids = compute_centroids(X, labels, config.centroid_method)
+        distances, cosines = point_stats(X, labels, cluster_labels, centroids)
+        member_rows = np.searchsorted(cluster_labels, labels[labels != -1])
+        counts = np.bincount(member_rows, minlength=len(cluster_labels))
     mean_cos, min_cos = cosine_stats(cosines, labels, cluster_labels)
-    counts = np.bincount(np.searchsorted(cluster_labels, labels[labels != -1]), minlength=len(cluster_labels))
     clusters = [
         ClusterSummary(
             cluster_id=f"cl_{int(label)}",
@@ -178,7 +213,13 @@ def run_pipeline(
     metrics: dict[str, Any] = {}
     if config.compute_metrics:
         # in the space actually clustered (after normalisation and any reduction)
-        metrics = quality_metrics(X_fit, labels, sample_size=config.metrics_sample_size, seed=config.seed)
+        metrics = quality_metrics(
+            X_fit,
+            labels,
+            sample_size=config.metrics_sample_size,
+            seed=config.seed,
+            geometry=geometry if X_fit is X else None,  # the mean geometry is in X's space
+        )
         member_cos = cosines[labels != -1]
         metrics["mean_cosine_to_centroid"] = (
             float(member_cos.mean(dtype=np.float64)) if member_cos.size else None
@@ -195,6 +236,7 @@ def run_pipeline(
         num_clusters=len(clusters),
         params_used=fitted.used,
         reduction=reduction,
+        preprocessor=preprocessor,
     )
 
 

@@ -172,6 +172,16 @@ def davies_bouldin_calinski_harabasz(X: np.ndarray, labels: np.ndarray) -> tuple
         b = min(n, a + CHUNK)
         diff = np.subtract(X[a:b], np.take(c32, codes[a:b], axis=0, out=buf[: b - a]), out=buf[: b - a])
         sq[a:b] = np.einsum("ij,ij->i", diff, diff)
+    return davies_bouldin_calinski_harabasz_from(centroids, codes, sq)
+
+
+def davies_bouldin_calinski_harabasz_from(
+    centroids: np.ndarray, codes: np.ndarray, sq: np.ndarray
+) -> tuple[float, float]:
+    """The two scores from float64 mean centroids (k, D), each point's code 0..k-1 and its squared
+    distance to its (float32) centroid: what `core.centroids.mean_geometry` already computed."""
+    k = centroids.shape[0]
+    counts = np.bincount(codes, minlength=k).astype(np.float64)
     intra_mean = np.bincount(codes, weights=np.sqrt(sq), minlength=k) / counts
     return _davies_bouldin(intra_mean, centroids), _calinski_harabasz(centroids, counts, float(sq.sum()))
 

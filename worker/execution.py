@@ -39,6 +39,8 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
     try:
         if run["config"]["algorithm"] == "attribute_based":
             from worker.attribute_run import run_attribute as stages
+        elif len(run["config"].get("feature_names") or []) > 1:
+            from worker.multi_run import run_multi_vector as stages
         else:
             stages = run_vector
         fields = await stages(rt, run, progress, started)
@@ -77,6 +79,9 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
             "failure_category": None,
             "hierarchy_detected": bool(fields.get("hierarchy_relationships")),
             "hierarchy_relationships": fields.get("hierarchy_relationships") or [],
+            # a weighted multi-feature run's learned weights (worker/multi_run.py); else cleared
+            "learned_weights": fields.get("learned_weights"),
+            "learning_quality_score": fields.get("learning_quality_score"),
             "llm_labeling_errors": fields.get("llm_labeling_errors") or None,  # the latest run's
         },
     )

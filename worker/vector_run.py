@@ -11,10 +11,13 @@ import numpy as np
 
 from core import admission, artifacts
 from core.algorithms import validate_params
+from core.centroids import cluster_members
 from core.errors import RunDataError
+from core.layout import Layout
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
 from core.store import collections, documents
 from core.vectors import VectorRows, encode, resolve_vector_name
+from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
 from worker.stages import Progress, document_filter, sample_indices
@@ -90,6 +93,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         centroid_method=cfg.get("centroid_method") or "mean",
         reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
         owns_input=True,  # the pulled matrix is the run's own: normalise it in place
+        preprocessing=cfg.get("preprocessing") or None,
     )
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
@@ -97,6 +101,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
 
     result: PipelineResult = await asyncio.to_thread(run_pipeline, X, pconf, scaled, lambda: progress.lost)
     labels = await label_clusters(rt, run, result, doc_ids, col_ids, progress)  # worker.labeling
+    layout = await layout_stage.compute(rt, run, X, doc_ids, progress)
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
     centroids = _centroid_records(result, doc_ids, col_ids)
@@ -116,13 +121,20 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         "params_used": {**params.model_dump(mode="json"), **result.params_used},
         "sampling": sampling,
         "reduction": result.reduction,
+        **layout_stage.run_fields(cfg, layout, result),
     }
     if labels.errors:
         fields["llm_labeling_errors"] = labels.errors
     if cfg.get("save_artifacts", True):
         fields.update(
-            await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids, labels.labels)
+            await asyncio.to_thread(
+                _write_artifacts, rt, run, result, doc_ids, col_ids, layout, labels.labels
+            )
         )
+        if result.preprocessor is not None:
+            from worker.multi_run import save_preprocessor
+
+            fields.update(await asyncio.to_thread(save_preprocessor, rt, run, result.preprocessor))
     fields["execution_time_ms"] = int((time.perf_counter() - started) * 1000)
     return fields
 
@@ -176,8 +188,9 @@ def _centroid_records(
     result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
 ) -> list[dict[str, Any]]:
     records = []
-    for c in result.clusters:
-        members = np.flatnonzero(result.labels == c.label_value)
+    values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
+    groups = cluster_members(result.labels, values)
+    for c, members in zip(result.clusters, groups, strict=True):
         nearest = members[np.argsort(result.distances[members], kind="stable")[:REPRESENTATIVES]]
         records.append(
             {
@@ -201,26 +214,32 @@ def _write_artifacts(
     result: PipelineResult,
     doc_ids: np.ndarray,
     col_ids: np.ndarray,
-    labels: list[str],
+    layout: Layout | None = None,
+    labels: list[str] | None = None,  # worker.labeling; None: `Cluster <k>`
 ) -> dict[str, Any]:
     prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run["run_id"], run["attempts"])
-    label_to_id = {c.label_value: c.cluster_id for c in result.clusters}
     centroids = (
         np.stack([c.centroid for c in result.clusters]) if result.clusters else np.empty((0, 0), np.float32)
     )
     ctable = artifacts.clusters_table(
         [c.cluster_id for c in result.clusters],
-        labels,
+        labels if labels is not None else [f"Cluster {c.label_value}" for c in result.clusters],
         [int(c.num_members) for c in result.clusters],
         centroids,
     )
+    # cluster id per member by one take from the ids (None for noise), not a lookup per row
+    values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
+    ids = np.array([c.cluster_id for c in result.clusters] + [None], dtype=object)
+    pos = np.searchsorted(values, result.labels)
+    pos[result.labels == -1] = len(values)
     mtable = artifacts.members_table(
-        [str(d) for d in doc_ids],
-        [str(c) for c in col_ids],
-        [label_to_id.get(int(lab)) for lab in result.labels],
-        result.distances,
+        doc_ids, col_ids, ids[pos], result.distances, coordinates=layout_stage.coordinates(layout)
     )
     clusters_key, members_key = prefix + "clusters.parquet", prefix + "members.parquet"
     artifacts.write_table(rt.artifacts, clusters_key, ctable)
     artifacts.write_table(rt.artifacts, members_key, mtable)
-    return {"parquet_path": clusters_key, "members_key": members_key}
+    return {
+        "parquet_path": clusters_key,
+        "members_key": members_key,
+        **layout_stage.write_projection(rt.artifacts, prefix, layout),
+    }

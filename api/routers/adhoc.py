@@ -27,6 +27,7 @@ from api.schemas.stored import StoredDict, StoredList
 from core import artifacts
 from core.errors import NotFound, ValidationFailed
 from core.models import RunStatus
+from core.preprocess import parse_steps
 from core.store import clusters, executions
 from core.timeutil import iso
 from core.vectors import decode
@@ -183,6 +184,7 @@ async def execute_adhoc(
     elif not feature:
         raise ValidationFailed("config.feature_vector: vector_name or feature_address is required")
     else:
+        parse_steps(cfg.preprocessing_steps, "config.preprocessing_steps")  # named as this request has it
         create = _vector_create(body, feature)
 
     async def launch() -> dict[str, Any]:

@@ -88,6 +88,7 @@ def vector_definition(vc: dict[str, Any]) -> dict[str, Any]:
         "sample_size": vc["sample_size"],
         "vector_config": vc,
         "multi_feature_strategy": vc["multi_feature_strategy"],
+        "preprocessing_steps": vc["preprocessing_steps"],
         "effective_feature_method": vc["effective_feature_method"],
         "vis_n_components": vc["vis_n_components"],
         "layout_stability": vc["layout_stability"],
@@ -189,6 +190,9 @@ async def execute_cluster(
     if body.filters is not None:  # this run only; the definition keeps its own
         check_document_filters(body.filters, "filters")
         overrides["filters"] = body.filters
+    for k in ("vis_n_components", "layout_stability", "defer_visualization"):  # this run only
+        if getattr(body, k) is not None:
+            overrides[k] = getattr(body, k)
     if body.llm_labeling is not None:  # this run only, like filters
         overrides["llm_labeling"] = normalise_llm(body.llm_labeling)
     config = run_config(cluster, sample_size=body.sample_size, **overrides)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +11,9 @@ from api.schemas.stored import Metadata, StoredDict
 from core.algorithms import get_algorithm, supported_algorithms, validate_params
 from core.errors import ValidationFailed
 from core.models import ClusteringAlgorithm
+from core.multifeature import MAX_FEATURES
+from core.multifeature import METRICS as LEARNING_METRICS
+from core.preprocess import parse_steps
 
 LEGACY_PARAMS = {
     "kmeans": "kmeans_parameters",
@@ -149,11 +153,7 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed(
             "vector_config.feature_uris: at least one feature URI (or vector name) is required"
         )
-    if len(uris) > 1:
-        raise ValidationFailed(
-            "vector_config.feature_uris: multi-feature clustering is not supported yet",
-            code="multi_feature_not_supported",
-        )
+    multi = multi_feature_settings(vc, list(uris))
     if vc.get("hierarchical"):
         raise ValidationFailed(
             "vector_config.hierarchical: hierarchical vector clustering is not supported yet",
@@ -171,11 +171,7 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
     layout = vc.get("layout_stability")
     if layout not in (None, "none", "transform", "align"):
         raise ValidationFailed("vector_config.layout_stability: must be none, transform or align")
-    steps = vc.get("preprocessing_steps") or []
-    if not isinstance(steps, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("method"), str) for s in steps
-    ):
-        raise ValidationFailed("vector_config.preprocessing_steps: must be a list of {method: ...} objects")
+    steps = parse_steps(vc.get("preprocessing_steps"), "vector_config.preprocessing_steps")
     normalize = vc.get("normalize_features", True)
     if not isinstance(normalize, bool):
         raise ValidationFailed("vector_config.normalize_features: must be a boolean")
@@ -186,8 +182,7 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
         "sample_size": sample_size,
         "algorithm_params": effective_params(algorithm, vc, "vector_config"),
         "normalize_features": normalize,
-        "multi_feature_strategy": "concatenate",
-        "output_strategy": "single",
+        **multi,
         "effective_feature_method": method,
         "enrich_source": False,
         "hierarchical": False,
@@ -196,6 +191,79 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
         "layout_stability": layout,
         "preprocessing_steps": steps,
     }
+
+
+MULTI_STRATEGIES = ("concatenate", "independent", "weighted")
+WEIGHT_METHODS = ("grid_search", "bayesian")
+
+
+def multi_feature_settings(vc: dict[str, Any], uris: list[str]) -> dict[str, Any]:
+    """multi_feature_strategy, output_strategy, feature_weights and weight_learning_config, checked
+    (core.multifeature runs them). The bounds are the SDK's (WeightLearningConfig), so the stored
+    echo parses; the weights are relative (a run normalises them to sum to 1)."""
+    where = "vector_config"
+    if len(uris) > MAX_FEATURES:
+        raise ValidationFailed(f"{where}.feature_uris: at most {MAX_FEATURES} features (got {len(uris)})")
+    if len(set(uris)) != len(uris):
+        dup = next(u for u in uris if uris.count(u) > 1)
+        raise ValidationFailed(f"{where}.feature_uris: '{dup}' is listed twice")
+    strategy = vc.get("multi_feature_strategy") or "concatenate"
+    if strategy not in MULTI_STRATEGIES:
+        raise ValidationFailed(
+            f"{where}.multi_feature_strategy: must be one of {', '.join(MULTI_STRATEGIES)} (got {strategy!r})"
+        )
+    output = vc.get("output_strategy") or "single"
+    if output not in ("single", "per_feature"):
+        raise ValidationFailed(f"{where}.output_strategy: must be single or per_feature (got {output!r})")
+    weights = vc.get("feature_weights")
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise ValidationFailed(f"{where}.feature_weights: must be an object of feature URI -> weight")
+        for uri, w in weights.items():
+            if uri not in uris:
+                raise ValidationFailed(f"{where}.feature_weights.{uri}: not one of feature_uris")
+            if type(w) not in (int, float) or not math.isfinite(w) or w < 0:
+                raise ValidationFailed(f"{where}.feature_weights.{uri}: must be a finite number ≥ 0")
+        if len(uris) > 1 and not any(weights.get(u, 1.0) > 0 for u in uris):
+            raise ValidationFailed(f"{where}.feature_weights: at least one weight must be above 0")
+    learning = vc.get("weight_learning_config")
+    if learning is not None:
+        learning = _weight_learning(learning, f"{where}.weight_learning_config")
+    elif strategy == "weighted":
+        learning = _weight_learning({}, f"{where}.weight_learning_config")
+    return {
+        "multi_feature_strategy": strategy,
+        "output_strategy": output,
+        "feature_weights": dict(weights) if weights is not None else None,
+        "weight_learning_config": learning,
+    }
+
+
+def _weight_learning(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValidationFailed(f"{where}: must be an object")
+    method = raw.get("method") or "bayesian"
+    if method not in WEIGHT_METHODS:
+        raise ValidationFailed(f"{where}.method: must be grid_search or bayesian (got {method!r})")
+    metric = raw.get("metric") or "silhouette"
+    if metric not in LEARNING_METRICS:
+        choices = ", ".join(LEARNING_METRICS)
+        raise ValidationFailed(f"{where}.metric: must be one of {choices} (got {metric!r})")
+    out: dict[str, Any] = {"method": method, "metric": metric}
+    for name, default, low, high in (
+        ("max_iterations", 20, 5, 100),
+        ("sample_size", None, 100, 1_000_000),
+        ("random_state", 42, None, None),
+    ):
+        value = raw.get(name)
+        if value is None:
+            out[name] = default
+            continue
+        if type(value) is not int or (low is not None and value < low) or (high is not None and value > high):
+            bounds = f" between {low} and {high}" if low is not None else ""
+            raise ValidationFailed(f"{where}.{name}: must be an integer{bounds}")
+        out[name] = value
+    return out
 
 
 def attribute_settings(raw: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from core.models import RunStatus
+from core.preprocess import sdk_compatible
 from core.timeutil import iso
 from core.vectors import decode
 
@@ -49,6 +50,20 @@ _METADATA_KEYS = (
     "hierarchy_relationships",
     "preprocessing_steps",
     "llm_labeling_errors",
+    "learned_weights",
+    "learning_quality_score",
+)
+# run fields of multi-feature runs and preprocessing steps (worker/multi_run.py, docs/api.md)
+MULTI_RUN_KEYS = (
+    "multi_feature_strategy",
+    "feature_dimensions",
+    "feature_weights_used",
+    "learned_weights",
+    "learning_quality_score",
+    "weight_learning",
+    "per_feature",
+    "preprocessing",
+    "preprocessor_key",
 )
 _DATES = ("created_at", "updated_at", "last_executed_at", "completed_at")
 
@@ -87,6 +102,10 @@ def cluster_model(doc: dict[str, Any]) -> dict[str, Any]:
     out["collection_ids"] = doc.get("input_collections") or None
     if doc.get("vector_config"):
         vc = {k: v for k, v in doc["vector_config"].items() if k != "algorithm" and v is not None}
+        if not sdk_compatible(vc.get("preprocessing_steps") or []):
+            # the SDK types these steps as a oneOf of its four models: standardize / pca would not
+            # parse; ClusterMetadata's preprocessing_steps (free-form) still carries them all
+            vc.pop("preprocessing_steps")
         out["vector_config"] = vc
     if doc.get("attribute_config"):
         out["attribute_config"] = {k: v for k, v in doc["attribute_config"].items() if v is not None}
@@ -126,7 +145,7 @@ def execution_result(
     for k in ("started_at", "completed_at"):
         if run.get(k) is not None:
             out[k] = iso(run[k])
-    for k in ("params_used", "sampling", "reduction", "hierarchy_relationships"):
+    for k in ("params_used", "sampling", "reduction", "hierarchy_relationships", *MULTI_RUN_KEYS):
         if run.get(k) is not None:
             out[k] = run[k]
     for k in (
@@ -152,6 +171,9 @@ def execution_result(
         out["failure_category"] = run.get("failure_category") or "unknown"
         if full and run.get("error_traceback"):
             out["error_traceback"] = run["error_traceback"]
+    for k in ("layout_stability_applied", "layout_stability_reason"):  # worker/layout_stage.py
+        if run.get(k):
+            out[k] = run[k]
     if run.get("run_name"):
         out["run_name"] = run["run_name"]
     if run.get("label_overrides"):

@@ -28,6 +28,7 @@ LIST_FIELDS = (
     "execution_time_seconds", "error", "failure_category", "last_run_id", "last_execution_task_id",
     "clustered_attributes", "aggregation_method", "hierarchy_relationships", "preprocessing_steps",
     "llm_labeling_errors", "created_at", "updated_at", "last_executed_at", "completed_at",
+    "learned_weights", "learning_quality_score",
 )  # fmt: skip
 LIST_PROJECTION = dict.fromkeys(LIST_FIELDS, 1)
 

@@ -147,8 +147,8 @@ def connect(settings: Settings, *, shared_mock: Any = None) -> tuple[Any, Databa
 
 # mongomock checks a unique index by scanning the whole collection on every insert, which made a
 # 1000-document batch O(n^2) (12 s at 1k documents, 80 s at 4k). The embedded store leaves this
-# one index out: document writes there check ids first, and because mongomock-motor's calls never
-# suspend, a check and its write run without another coroutine in between.
+# one index out: a document's `_id` is "<namespace>/<collection>/<document_id>"
+# (core.store.documents.record_id), so the `_id` key itself refuses a duplicate there.
 EMBEDDED_SKIP = {("documents", 0)}
 
 

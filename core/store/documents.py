@@ -295,9 +295,19 @@ async def iter_fields(
     batch_size: int,
     match: dict[str, Any] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Documents without their vectors, ascending document_id within each collection."""
+    """Documents without their vectors, ascending document_id within each collection.
+
+    On the embedded store the documents are read in bulk (core.store.embedded: its cursor is
+    quadratic) and yielded as shallow copies: their nested values are the stored ones, to be read,
+    never changed."""
     for cid in collection_ids:
-        q = combine({"namespace_id": ns, "collection_id": cid}, match or {})
+        scope = {"namespace_id": ns, "collection_id": cid}
+        docs = embedded.matching(db.documents, scope=scope, match=match)
+        if docs is not None:
+            for doc in embedded.sort_ascending(docs, "document_id"):
+                yield {k: v for k, v in doc.items() if k not in ("_id", "vectors")}
+            continue
+        q = combine(scope, match or {})
         cursor = db.documents.find(q, {"_id": 0, "vectors": 0}).sort("document_id", 1).batch_size(batch_size)
         async for doc in cursor:
             yield doc

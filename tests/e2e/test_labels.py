@@ -430,3 +430,34 @@ async def test_llm_labels_on_a_celery_worker(make_settings: Any, s3_settings: di
             assert run["status"] == "completed", run
             assert {c["label"] for c in run["centroids"]} == {"Football Matches", "Home Baking", "Astronomy"}
             assert len(fake.requests) == 3
+
+
+async def test_independent_multi_feature_runs_are_labelled(api: Api) -> None:
+    """Each feature's clusters get offline labels; the feature's name keeps them apart."""
+    r = await api.client.post("/v1/collections", json={"collection_name": "multi-texts"}, headers=api.h())
+    cid = r.json()["collection_id"]
+    X = blobs(n_per=30)
+    docs = topic_docs(X, 30)
+    for d, x in zip(docs, X[::-1], strict=True):  # feature b groups the same documents
+        d["vectors"]["b"] = x.tolist()
+    await api.upsert(cid, docs)
+    body = {
+        "collection_ids": [cid],
+        "vector_config": {
+            "clustering_method": "kmeans",
+            "feature_uris": ["emb", "b"],
+            "multi_feature_strategy": "independent",
+            "algorithm_params": {"n_clusters": 3},
+        },
+    }
+    r = await api.client.post("/v1/clusters", json=body, headers=api.h())
+    assert r.status_code == 200, r.text
+    run = await api.execute(r.json()["cluster_id"])
+    assert run["status"] == "completed", run
+    assert len(run["centroids"]) == 6
+    for c in run["centroids"]:
+        assert set(c["keywords"][:3]) <= set(TOPICS[topic_of(c)])
+        assert c["label"].startswith(", ".join(c["keywords"][:3]) + " (")
+    assert len({c["label"] for c in run["centroids"]}) == 6
+    table = artifacts.read_table(api.app.state.services.artifacts, run["parquet_path"])
+    assert sorted(table.column("label").to_pylist()) == sorted(c["label"] for c in run["centroids"])

@@ -27,7 +27,8 @@ from worker.vector_run import run_vector
 
 pytestmark = pytest.mark.e2e
 
-HEADER = ["document_id", "collection_id", "cluster_id", "cluster_label", "distance_to_centroid"]
+# vector runs have a 2-D layout by default: the export carries its coordinates
+HEADER = ["document_id", "collection_id", "cluster_id", "cluster_label", "distance_to_centroid", "x", "y"]
 
 
 @pytest.fixture

@@ -212,6 +212,17 @@ def victim_routes(a: Tenant, b: Tenant) -> list[tuple[str, str, Any]]:
         ("GET", f"/v1/analytics/clusters/{b.failed_cluster}/failures?hours=720", None),
         ("GET", f"/v1/analytics/clusters/cluster-{CANARY}/execution-history", None),  # by name
         ("GET", f"/v1/clusters/cluster-{CANARY}", None),
+        ("GET", f"/v1/clusters/{b.cluster}/groups", None),
+        ("GET", f"/v1/clusters/{b.cluster}/groups?limit=1&members_limit=1000", None),
+        ("GET", f"/v1/clusters/cluster-{CANARY}/groups", None),  # by name
+        ("GET", f"/v1/clusters/{a.cluster}/groups?run_id={b.run}", None),
+        ("GET", f"/v1/clusters/{b.cluster}/groups?run_id={a.run}", None),
+        ("GET", f"/v1/clusters/{b.cluster}/visualization", None),
+        ("GET", f"/v1/clusters/{b.cluster}/visualization?compact=true&max_points=1000000", None),
+        ("GET", f"/v1/clusters/{b.cluster}/visualization?centroids_only=true", None),
+        ("GET", f"/v1/clusters/cluster-{CANARY}/visualization", None),
+        ("GET", f"/v1/clusters/{a.cluster}/visualization?run_id={b.run}", None),
+        ("GET", f"/v1/clusters/{b.cluster}/visualization?run_id={a.run}", None),
         ("GET", f"/v1/collections/col-{CANARY}", None),
         ("GET", f"/v1/collections/{b.col}/documents/{b.doc}", None),
         ("GET", f"/v1/collections/{b.col}/documents/{b.doc}?return_vectors=true", None),
@@ -265,6 +276,8 @@ async def test_scoped_key_may_not_name_the_other_namespace(world: World) -> None
             ("GET", f"/v1/clusters/{b.cluster}"),
             ("GET", f"/v1/analytics/clusters/{b.cluster}/failures"),
             ("GET", f"/v1/clusters/{b.cluster}/executions/{b.run}/export?format=csv"),
+            ("GET", f"/v1/clusters/{b.cluster}/groups"),
+            ("GET", f"/v1/clusters/{b.cluster}/visualization"),
         ):
             assert_error(await c.request(method, path, headers=world.h(ident, a.key)), 403)
         r = await c.post(
@@ -317,6 +330,9 @@ async def test_canary_never_reaches_namespace_a(world: World) -> None:
         ("POST", f"/v1/clusters/{a.cluster}/executions/list", {"limit": 100}),
         ("GET", run_a + "/export?format=csv", None),
         ("GET", run_a + "/export", None),
+        ("GET", f"/v1/clusters/{a.cluster}/groups?members_limit=1000", None),
+        ("GET", f"/v1/clusters/{a.cluster}/visualization", None),
+        ("GET", f"/v1/clusters/{a.cluster}/visualization?compact=true&run_id={a.run}", None),
         ("GET", f"/v1/analytics/clusters/{a.cluster}/execution-history?hours=720", None),
         ("GET", f"/v1/analytics/clusters/{a.failed_cluster}/failures?hours=720", None),
         ("GET", f"/v1/collections/{a.col}/documents?limit=1000&return_vectors=true", None),
@@ -394,6 +410,10 @@ def hostile_requests(w: World) -> list[tuple[str, str, dict[str, str], Any]]:
             {},
             None,
         ),
+        ("GET", f"/v1/clusters/{a.cluster}/visualization?max_points=0", {}, None),
+        ("GET", f"/v1/clusters/{a.cluster}/visualization?run_id=%7B%22%24ne%22%3Anull%7D", {}, None),
+        ("GET", f"/v1/clusters/{a.cluster}/groups?limit=-1&offset=x", {}, None),
+        ("GET", f"/v1/clusters/{a.cluster}/groups?run_id=$where", {}, None),
         ("GET", f"/v1/collections/{a.col}/documents/$where", {}, None),
         ("GET", f"/v1/collections/{a.col}/documents/%7B%22%24gt%22%3A%22%22%7D", {}, None),
         ("GET", "/v1/tasks/task_nope", {}, None),

@@ -121,7 +121,15 @@ class Both:
                     )
                 )
                 assert fast == slow, f"count ns={ns} cids={cids} match={match!r}"
+            fast, slow = await self.run(lambda ns=ns: fields_all(self.db, ns, list(COLS), match))
+            assert fast == slow, f"iter_fields ns={ns} match={match!r}"
         return matched
+
+
+async def fields_all(db: Any, ns: str, cids: list[str], match: dict[str, Any] | None) -> list[Any]:
+    """What an attribute run reads (documents.iter_fields), in order."""
+    fields = documents.iter_fields(db, ns=ns, collection_ids=cids, batch_size=7, match=match)
+    return [doc async for doc in fields]
 
 
 async def test_embedded_detection(db: Any) -> None:

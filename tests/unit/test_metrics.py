@@ -171,3 +171,27 @@ def test_sample_size_defaults_agree():
 
     assert Settings.model_fields["metrics_sample_size"].default == SILHOUETTE_SAMPLE
     assert PipelineConfig.__dataclass_fields__["metrics_sample_size"].default == SILHOUETTE_SAMPLE
+
+
+def test_mean_geometry_equals_centroids_point_stats_and_scores():
+    """The pipeline's two-pass geometry gives what the separate functions and scikit-learn give."""
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    from core.centroids import mean_geometry, point_stats
+
+    X, y = blobs(n=3000, centers=5, seed=3)
+    y[::7] = -1  # noise rows are skipped by both passes
+    g = mean_geometry(X, y)
+    cluster_labels, C = compute_centroids(X, y)
+    np.testing.assert_array_equal(g.cluster_labels, cluster_labels)
+    np.testing.assert_allclose(g.centroids, C, rtol=1e-6, atol=1e-6)
+    d, cos = point_stats(X, y, cluster_labels, C)
+    np.testing.assert_allclose(g.distances, d, rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(g.cosines, cos, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert g.counts.tolist() == [int((y == c).sum()) for c in cluster_labels]
+    m = quality_metrics(X, y, geometry=g)
+    keep = y != -1
+    X64 = X[keep].astype(np.float64)
+    assert m["davies_bouldin_index"] == pytest.approx(davies_bouldin_score(X64, y[keep]), rel=1e-5)
+    assert m["calinski_harabasz_score"] == pytest.approx(calinski_harabasz_score(X64, y[keep]), rel=1e-5)
+    assert m == quality_metrics(X, y)

@@ -1,0 +1,126 @@
+"""A vector run's layout stage: 2-D / 3-D coordinates for members.parquet (core.layout), with the
+previous run's layout read for `layout_stability`, and the projection saved for the next re-run.
+
+Skipped (no coordinates) when the run keeps no artifacts or asks for `defer_visualization`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.artifacts import COORDINATE_COLUMNS, ArtifactStore
+from core.layout import Layout, Previous, Projection, centroid_coordinates, compute_layout
+from core.pipeline import PipelineResult, l2_normalize
+from core.store import completed_runs
+from worker.runtime import Runtime
+from worker.stages import Progress
+
+log = logging.getLogger("clusterd.worker")
+
+LAYOUT_NAME = "layout.npz"
+DEFERRED = "defer_visualization: no coordinates were computed for this run"
+
+
+def wanted(cfg: dict[str, Any]) -> bool:
+    return bool(cfg.get("save_artifacts", True)) and not cfg.get("defer_visualization")
+
+
+async def compute(
+    rt: Runtime, run: dict[str, Any], X: np.ndarray, doc_ids: np.ndarray, progress: Progress
+) -> Layout | None:
+    """The run's layout over `X` (the run's own matrix: normalised in place when the run
+    normalises, a no-op when the pipeline already did). None when the run skips it."""
+    cfg = run["config"]
+    if not wanted(cfg):
+        return None
+    await progress.checkpoint("layout", 0.9)
+    mode = cfg.get("layout_stability")
+    previous = None
+    if mode in ("transform", "align"):
+        prev = await completed_runs.previous_layout(
+            rt.db, ns=run["namespace_id"], cluster_id=run["cluster_id"], run_id=run["run_id"]
+        )
+        if prev is not None:
+            previous = await asyncio.to_thread(_read_previous, rt.artifacts, prev, mode)
+    k = int(cfg.get("vis_n_components") or 2)
+
+    def work() -> Layout:
+        Xn = l2_normalize(X, in_place=True) if cfg.get("normalize_features", True) else X
+        return compute_layout(
+            Xn, k, seed=int(cfg.get("seed", 42)), mode=mode, previous=previous, document_ids=doc_ids
+        )
+
+    return await asyncio.to_thread(work)
+
+
+def _read_previous(store: ArtifactStore, prev: dict[str, Any], mode: str) -> Previous:
+    """What `mode` needs of the previous run; a part that cannot be read stays None (the layout
+    then falls back to a fresh one and says why)."""
+    out = Previous(run_id=str(prev["run_id"]))
+    try:
+        if mode == "transform":
+            with np.load(io.BytesIO(store.get_bytes(prev["layout_key"])), allow_pickle=False) as npz:
+                out.projection = Projection(
+                    npz["weights"].astype(np.float32), npz["offset"].astype(np.float32)
+                )
+        elif prev.get("members_key"):
+            k = int((prev.get("layout") or {}).get("n_components") or 2)
+            names = ["document_id", *COORDINATE_COLUMNS[:k]]
+            table = pq.read_table(pa.BufferReader(store.get_bytes(prev["members_key"])), columns=names)
+            out.document_ids = np.asarray(table.column("document_id").to_pylist(), dtype=str)
+            out.coordinates = np.column_stack(
+                [table.column(c).to_numpy(zero_copy_only=False) for c in names[1:]]
+            ).astype(np.float32)
+    except Exception as exc:  # noqa: BLE001 - a missing or unreadable artifact only costs stability
+        log.warning("run %s: previous layout unreadable: %s: %s", prev.get("run_id"), type(exc).__name__, exc)
+    return out
+
+
+def run_fields(cfg: dict[str, Any], layout: Layout | None, result: PipelineResult) -> dict[str, Any]:
+    """The run record's layout fields: `layout_stability_applied` / `_reason` (contract §1.5.10)
+    and `layout` {n_components, centroids: {cluster_id: [x, y(, z)]}, previous_run_id}."""
+    if layout is None:
+        if cfg.get("defer_visualization") and cfg.get("save_artifacts", True):
+            return {"layout_stability_applied": "none", "layout_stability_reason": DEFERRED}
+        return {}
+    values = np.asarray([c.label_value for c in result.clusters], dtype=np.int64)
+    centres = centroid_coordinates(layout.coordinates, result.labels, values)
+    centroids = {
+        c.cluster_id: [round(float(v), 6) for v in centres[i]]
+        for i, c in enumerate(result.clusters)
+        if np.isfinite(centres[i]).all()
+    }
+    out: dict[str, Any] = {
+        "layout_stability_applied": layout.applied,
+        "layout": {
+            "n_components": layout.n_components,
+            "centroids": centroids,
+            "previous_run_id": layout.previous_run_id,
+        },
+    }
+    if layout.reason:
+        out["layout_stability_reason"] = layout.reason
+    return out
+
+
+def write_projection(store: ArtifactStore, prefix: str, layout: Layout | None) -> dict[str, Any]:
+    """Save the projection a later `transform` re-run reuses; {"layout_key": key} ({} without one)."""
+    if layout is None:
+        return {}
+    buf = io.BytesIO()
+    np.savez(buf, weights=layout.projection.weights, offset=layout.projection.offset)
+    key = prefix + LAYOUT_NAME
+    store.put_bytes(key, buf.getvalue())
+    return {"layout_key": key}
+
+
+def coordinates(layout: Layout | None) -> np.ndarray | None:
+    return None if layout is None else layout.coordinates
+
