@@ -13,7 +13,8 @@ from mixpeek.models.create_collection_request import CreateCollectionRequest
 from mixpeek.models.execute_cluster_by_id_request import ExecuteClusterByIdRequest
 
 from tests.conftest import blobs, free_port, serve_uvicorn
-from tests.e2e.test_labels import LLM_ON, TOPICS, by_topic, topic_docs
+from tests.e2e.test_labels import TOPICS, topic_docs
+from tests.e2e.test_llm_labels import LLM_ON, by_topic
 from tests.e2e.test_sdk import sdk, sdk_kmeans_cluster
 from tests.fake_llm import fake_llm
 
