@@ -60,6 +60,7 @@ def run_config(
         "save_artifacts": True,
         "vis_n_components": vc.get("vis_n_components") or 2,  # worker/layout_stage.py
         "layout_stability": vc.get("layout_stability"),
+        "llm_labeling": cluster.get("llm_labeling"),  # worker.labeling; execute may override
         **overrides,
     }
 

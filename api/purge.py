@@ -7,6 +7,7 @@ from typing import Any
 
 from core import artifacts
 from core.store import api_keys, clusters, collections, documents, executions, idempotency, namespaces
+from core.store import labeling as label_store
 
 
 async def purge_cluster(svc: Any, ns: str, cluster_id: str) -> int:
@@ -39,6 +40,7 @@ async def purge_namespace(svc: Any, ns: str) -> dict[str, int]:
         docs += await purge_collection(svc, ns, col["collection_id"])
     await asyncio.to_thread(svc.artifacts.delete_prefix, artifacts.namespace_prefix(ns))
     await idempotency.delete_for_namespace(svc.db, ns=ns)
+    await label_store.delete_for_namespace(svc.db, ns=ns)
     await api_keys.drop_namespace(svc.db, namespace_id=ns)
     await namespaces.delete(svc.db, namespace_id=ns)
     return {"deleted_clusters": len(cluster_ids), "deleted_executions": runs, "deleted_documents": docs}

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
         ge=100,
         description="points (seeded sample) the silhouette is computed on; the other scores use all",
     )
+    # LLM cluster labels (core.labeling.llm): an OpenAI-compatible chat-completions endpoint
+    llm_base_url: str | None = Field(
+        None, description="base URL of an OpenAI-compatible API (…/v1); unset = offline labels only"
+    )
+    llm_api_key: SecretStr | None = Field(None, description="bearer key sent to llm_base_url")
+    llm_timeout_s: float = Field(30.0, gt=0, description="per LLM request")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="retries of a timeout, 429 or 5xx")
+    llm_max_clusters: int = Field(
+        100, ge=1, description="clusters per run the LLM labels (the largest); the rest keep offline labels"
+    )
+    llm_concurrency: int = Field(4, ge=1, le=64, description="LLM requests in flight per run")
     idempotency_ttl_s: int = Field(
         86_400, ge=1, description="how long an Idempotency-Key is remembered (then it may be reused)"
     )
@@ -91,6 +102,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, v: object) -> object:
         if isinstance(v, str):
             return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("CLUSTERD_LLM_BASE_URL must be an http:// or https:// URL")
         return v
 
     @model_validator(mode="after")

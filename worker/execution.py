@@ -82,6 +82,7 @@ async def execute_run(rt: Runtime, run_id: str) -> str:
             # a weighted multi-feature run's learned weights (worker/multi_run.py); else cleared
             "learned_weights": fields.get("learned_weights"),
             "learning_quality_score": fields.get("learning_quality_score"),
+            "llm_labeling_errors": fields.get("llm_labeling_errors") or None,  # the latest run's
         },
     )
     return "completed"

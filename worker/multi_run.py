@@ -22,6 +22,7 @@ from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, reduce_f
 from core.store import collections
 from core.store.multi_vectors import iter_multi_vector_batches
 from core.vectors import VectorRows, resolve_vector_name
+from worker.labeling import label_clusters
 from worker.runtime import Runtime
 from worker.stages import Progress, document_filter, sample_indices
 from worker.vector_run import _centroid_records
@@ -203,14 +204,15 @@ async def run_multi_vector(
         pconf.normalize = False  # the blocks are normalised (and weighted) already
         primary = await asyncio.to_thread(run_pipeline, X, pconf, scaled(0.4 if learning else 0.3, 0.9), lost)
         results = [primary]
+    run_labels = [await label_clusters(rt, run, r, doc_ids, col_ids, progress) for r in results]
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
     centroids: list[dict[str, Any]] = []
-    for i, r in enumerate(results):
+    for i, (r, lab) in enumerate(zip(results, run_labels, strict=True)):
         records = _centroid_records(r, doc_ids, col_ids)
-        if strategy == "independent":
-            for rec, c in zip(records, r.clusters, strict=True):
-                rec["label"] = f"Cluster {c.label_value} ({pulled.names[i]})"
+        if strategy == "independent":  # the feature in the label keeps them apart across features
+            lab.labels = [f"{label} ({pulled.names[i]})" for label in lab.labels]
+        lab.apply(records)
         centroids.extend(records)
     labels = np.concatenate([r.labels for r in results])
     num_points = int(primary.num_points)
@@ -232,8 +234,12 @@ async def run_multi_vector(
         "reduction": primary.reduction,
         **extra,
     }
+    errors = list(dict.fromkeys(e for lab in run_labels for e in lab.errors))
+    if errors:
+        fields["llm_labeling_errors"] = errors
     if cfg.get("save_artifacts", True):
-        fields.update(await asyncio.to_thread(_write_artifacts, rt, run, results, doc_ids, col_ids))
+        names = [label for lab in run_labels for label in lab.labels]
+        fields.update(await asyncio.to_thread(_write_artifacts, rt, run, results, doc_ids, col_ids, names))
         fitted = [r.preprocessor for r in results]
         if any(f is not None for f in fitted):
             keep = fitted if strategy == "independent" else fitted[0]
@@ -271,6 +277,7 @@ def _write_artifacts(
     results: list[PipelineResult],
     doc_ids: np.ndarray,
     col_ids: np.ndarray,
+    labels: list[str],
 ) -> dict[str, Any]:
     """clusters.parquet (one row per cluster of every feature: centroids of each feature's own
     length) and members.parquet (one row per document, and per feature for independent runs,
@@ -280,7 +287,7 @@ def _write_artifacts(
     ctable = pa.Table.from_arrays(
         [
             pa.array([c.cluster_id for c in clusters], type=pa.string()),
-            pa.array([f"Cluster {c.label_value}" for c in clusters], type=pa.string()),
+            pa.array(labels, type=pa.string()),  # worker.labeling, as in the centroid records
             pa.array([int(c.num_members) for c in clusters], type=pa.int64()),
             pa.array([np.asarray(c.centroid, np.float32) for c in clusters], type=pa.list_(pa.float32())),
         ],

@@ -18,6 +18,7 @@ from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipe
 from core.store import collections, documents
 from core.vectors import VectorRows, encode, resolve_vector_name
 from worker import layout_stage
+from worker.labeling import label_clusters
 from worker.runtime import Runtime
 from worker.stages import Progress, document_filter, sample_indices
 
@@ -99,10 +100,12 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         progress.from_thread(stage, 0.3 + 0.6 * fraction)
 
     result: PipelineResult = await asyncio.to_thread(run_pipeline, X, pconf, scaled, lambda: progress.lost)
+    labels = await label_clusters(rt, run, result, doc_ids, col_ids, progress)  # worker.labeling
     layout = await layout_stage.compute(rt, run, X, doc_ids, progress)
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
     centroids = _centroid_records(result, doc_ids, col_ids)
+    labels.apply(centroids)
     fields: dict[str, Any] = {
         "num_clusters": int(result.num_clusters),
         "num_points": int(result.num_points),
@@ -120,8 +123,14 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         "reduction": result.reduction,
         **layout_stage.run_fields(cfg, layout, result),
     }
+    if labels.errors:
+        fields["llm_labeling_errors"] = labels.errors
     if cfg.get("save_artifacts", True):
-        fields.update(await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids, layout))
+        fields.update(
+            await asyncio.to_thread(
+                _write_artifacts, rt, run, result, doc_ids, col_ids, layout, labels.labels
+            )
+        )
         if result.preprocessor is not None:
             from worker.multi_run import save_preprocessor
 
@@ -206,6 +215,7 @@ def _write_artifacts(
     doc_ids: np.ndarray,
     col_ids: np.ndarray,
     layout: Layout | None = None,
+    labels: list[str] | None = None,  # worker.labeling; None: `Cluster <k>`
 ) -> dict[str, Any]:
     prefix = artifacts.attempt_prefix(run["namespace_id"], run["cluster_id"], run["run_id"], run["attempts"])
     centroids = (
@@ -213,7 +223,7 @@ def _write_artifacts(
     )
     ctable = artifacts.clusters_table(
         [c.cluster_id for c in result.clusters],
-        [f"Cluster {c.label_value}" for c in result.clusters],
+        labels if labels is not None else [f"Cluster {c.label_value}" for c in result.clusters],
         [int(c.num_members) for c in result.clusters],
         centroids,
     )

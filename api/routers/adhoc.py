@@ -95,6 +95,8 @@ def _finished_body(run: dict[str, Any], members: list[dict[str, Any]] | None, sa
                 "feature_dimensions": dims,
                 "vector_name": run["config"].get("feature_name", ""),
                 "label": c.get("label"),
+                "keywords": c.get("keywords"),
+                "summary": c.get("summary"),
             }
             for c in run.get("centroids") or []
         ],
@@ -106,6 +108,8 @@ def _finished_body(run: dict[str, Any], members: list[dict[str, Any]] | None, sa
         "members_key": run.get("members_key") if save_artifacts else None,
         "created_at": iso(run["created_at"]),
     }
+    if run.get("llm_labeling_errors"):
+        body["llm_labeling_errors"] = run["llm_labeling_errors"]
     if members is not None:
         body["members"] = members
     return clean(body)  # type: ignore[no-any-return]

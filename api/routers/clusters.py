@@ -193,6 +193,8 @@ async def execute_cluster(
     for k in ("vis_n_components", "layout_stability", "defer_visualization"):  # this run only
         if getattr(body, k) is not None:
             overrides[k] = getattr(body, k)
+    if body.llm_labeling is not None:  # this run only, like filters
+        overrides["llm_labeling"] = normalise_llm(body.llm_labeling)
     config = run_config(cluster, sample_size=body.sample_size, **overrides)
 
     async def launch() -> dict[str, Any]:

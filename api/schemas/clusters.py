@@ -102,6 +102,9 @@ def normalise_llm(cfg: dict[str, Any] | None) -> dict[str, Any] | None:
         if name not in LLM_MODELS:
             raise ValidationFailed(f"llm_labeling.model_name: '{cfg['model_name']}' is not a supported model")
         cfg["model_name"] = name
+    from core.labeling.options import parse_options
+
+    parse_options(cfg)  # 422 naming the field (llm_labeling.max_samples_per_cluster: ...)
     return cfg
 
 

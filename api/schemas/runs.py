@@ -178,6 +178,8 @@ def execution_result(
         out["run_name"] = run["run_name"]
     if run.get("label_overrides"):
         out["label_overrides"] = run["label_overrides"]
+    if run.get("llm_labeling_errors"):
+        out["llm_labeling_errors"] = [str(e) for e in run["llm_labeling_errors"]]
     return clean({k: v for k, v in out.items() if v is not None})  # type: ignore[no-any-return]
 
 

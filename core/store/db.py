@@ -109,6 +109,12 @@ INDEXES: dict[str, list[tuple[list[tuple[str, int]], dict[str, Any]]]] = {
         ([_NS, ("cluster_id", 1)], {}),
         ([("expires_at", 1)], {"expireAfterSeconds": 0}),
     ],
+    # core.store.labeling: LLM labels by prompt key, each record expiring at its own `expires_at`
+    "llm_label_cache": [
+        ([("key", 1)], {"unique": True}),
+        ([_NS], {}),
+        ([("expires_at", 1)], {"expireAfterSeconds": 0}),
+    ],
 }
 
 
