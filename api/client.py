@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     AUTH = 4  # 401 / 403, or no key given
     REJECTED = 5  # any other 4xx, or an input file that cannot be read
     SERVER = 6  # 5xx
+    INTERRUPTED = 130  # Ctrl-C (the shell's 128 + SIGINT)
 
 
 class CliError(Exception):

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import ProgressColumn, Task
 from rich.text import Text
 
-from api.client import DEFAULT_NAMESPACE, DEFAULT_URL, Client, CliError
+from api.client import DEFAULT_NAMESPACE, DEFAULT_URL, Client, CliError, ExitCode
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="CLUSTERD_URL", help="clusterd base URL")]
 KeyOpt = Annotated[
@@ -30,13 +30,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def out() -> Console:
-    """Results: tables and JSON (made per call, so a test runner's swapped streams are used)."""
-    return Console(highlight=False, soft_wrap=True)
+    """Results: tables and JSON (made per call, so a test runner's swapped streams are used).
+    Written to a file or a pipe, tables get 160 columns rather than rich's 80."""
+    console = Console(highlight=False, markup=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, markup=False, soft_wrap=True, width=max(console.width, 160))
+    return console
 
 
 def err() -> Console:
     """Progress bars and messages."""
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_json(value: Any) -> None:
@@ -57,6 +61,9 @@ def exits_on_error(fn: F) -> F:
         except CliError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:  # a run being watched keeps running on the server
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -92,9 +92,10 @@ def ingest(
     if as_json:
         print_json(summary)
         return
-    again = f", {replaced} of them replaced" if replaced else ""
+    again = f", {replaced:,} of them replaced" if replaced else ""
+    name = collection if collection == col else f"{collection} ({col})"
     err().print(
-        f"ingested {stored:,} documents from {file.name} into {col} in {elapsed:.1f} s "
+        f"ingested {stored:,} documents from {file.name} into {name} in {elapsed:.1f} s "
         f"({summary['documents_per_second'] or 0:,} docs/s{again}); the collection holds {count:,}"
     )
 
@@ -116,7 +117,7 @@ def _collection(c: Client, ident: str, create: bool) -> str:
 def _send_all(c: Client, col: str, source: Source) -> tuple[int, int | None]:
     stored, replaced = 0, 0
     with Progress(
-        TextColumn("[bold]ingesting[/] {task.description}"),
+        TextColumn("ingesting {task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),

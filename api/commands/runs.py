@@ -72,7 +72,7 @@ def watch(c: Client, cluster: str, run_id: str, poll: float, timeout: float | No
     """Poll the run until it ends, with a progress bar from its `progress` {stage, fraction}."""
     deadline = None if timeout is None else time.monotonic() + timeout
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
@@ -85,7 +85,7 @@ def watch(c: Client, cluster: str, run_id: str, poll: float, timeout: float | No
             p = run.get("progress") or {}
             done = 1.0 if run["status"] == "completed" else float(p.get("fraction") or 0)
             stage = f": {p['stage']}" if p.get("stage") else ""
-            bar.update(task, completed=done, description=f"run {run_id} [{run['status']}{stage}]")
+            bar.update(task, completed=done, description=f"run {run_id} ({run['status']}{stage})")
             if run["status"] in TERMINAL:
                 return run
             if deadline is not None and time.monotonic() > deadline:

@@ -53,7 +53,7 @@ def api(url: str) -> Iterator[httpx.Client]:
 
 def run(url: str, *args: str, key: str | None = ADMIN_KEY, **env: str) -> Any:
     """`clusterd ARGS` in-process, connection settings from the environment like a user's shell."""
-    base = {"CLUSTERD_URL": url, "CLUSTERD_NAMESPACE": NS, "CLUSTERD_API_KEY": key or "", "COLUMNS": "200"} | env
+    base = {"CLUSTERD_URL": url, "CLUSTERD_NAMESPACE": NS, "CLUSTERD_API_KEY": key or ""} | env
     return CliRunner().invoke(app, list(args), env=base)
 
 
@@ -91,7 +91,9 @@ def vector(doc: dict[str, Any], name: str = "emb") -> np.ndarray:
 # ingest: one test per format
 
 
-def test_ingest_parquet_in_pieces_through_the_upload_route(url: str, api: httpx.Client, tmp_path: Path) -> None:
+def test_ingest_parquet_in_pieces_through_the_upload_route(
+    url: str, api: httpx.Client, tmp_path: Path
+) -> None:
     X = np.random.default_rng(1).standard_normal((3000, 64)).astype(np.float32)  # 768 KB of vectors
     table = pa.table(
         {
@@ -147,7 +149,8 @@ def test_ingest_csv_json_list_and_numbered_columns(url: str, api: httpx.Client, 
 
     wide = tmp_path / "wide.csv"
     header = "id," + ",".join(f"v_{j}" for j in range(X.shape[1]))
-    wide.write_text(header + "\n" + "\n".join(f"w{i}," + ",".join(map(str, x)) for i, x in enumerate(X)) + "\n")
+    body = "\n".join(f"w{i}," + ",".join(map(str, x)) for i, x in enumerate(X))
+    wide.write_text(f"{header}\n{body}\n")
     ok(run(url, "ingest", str(wide), "-c", "csvwide", "--create", "--id-field", "id", "--vector-field", "v"))
     assert count(api, "csvwide") == 60
     np.testing.assert_allclose(vector(stored(api, "csvwide", "w5"), "v"), X[5], rtol=1e-6)
@@ -183,11 +186,15 @@ def test_ingest_jsonl_upsert_shape_and_flat(url: str, api: httpx.Client, tmp_pat
     assert doc["metadata"] == {"i": 9}
 
     flat = tmp_path / "flat.ndjson"
-    flat.write_text("\n".join(json.dumps({"id": f"f{i}", "emb": x.tolist(), "kind": "k"}) for i, x in enumerate(X)))
+    flat.write_text("\n".join(flat_line(i, v) for i, v in enumerate(X)))
     ok(run(url, "ingest", str(flat), "-c", "jsonlflat", "--create", "--id-field", "id"))
     doc = stored(api, "jsonlflat", "f2")
     np.testing.assert_allclose(vector(doc), X[2], rtol=1e-6)
     assert doc["metadata"] == {"kind": "k"}
+
+
+def flat_line(i: int, v: np.ndarray) -> str:
+    return json.dumps({"id": f"f{i}", "emb": v.tolist(), "kind": "k"})
 
 
 # ingest: bad input names its place
@@ -204,8 +211,9 @@ def test_ingest_bad_row_names_its_line_and_the_server_message(
     res = run(url, "ingest", str(path), "-c", "badcol", "--create", "--batch-size", "5")
     assert res.exit_code == 5, res.output
     line = error_line(res)
-    assert line.startswith("error: 422 validation_error: documents[3].vectors.emb: expected 8 dimensions"), line
-    assert line.endswith("(at line 9 of bad.jsonl; nothing of this batch stored, the 5 documents before it are)")
+    assert line.startswith("error: 422 validation_error: documents[3].vectors.emb: expected 8 dimensions")
+    where = "(at line 9 of bad.jsonl; nothing of this batch stored, the 5 documents before it are)"
+    assert line.endswith(where), line
     assert count(api, "badcol") == 5
 
     broken = tmp_path / "broken.jsonl"
@@ -294,7 +302,8 @@ def test_runs_table_and_json(url: str, clustered: dict[str, Any]) -> None:
 
 
 def test_export_parquet_and_csv(url: str, clustered: dict[str, Any], tmp_path: Path) -> None:
-    newest = json.loads(ok(run(url, "runs", "three", "--status", "completed", "--limit", "1", "--json")).stdout)[0]
+    listed = ok(run(url, "runs", "three", "--status", "completed", "--limit", "1", "--json"))
+    newest = json.loads(listed.stdout)[0]
     run_id = newest["run_id"]
     n = newest["num_points"]
     out = tmp_path / "members.parquet"
