@@ -73,4 +73,6 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.completed and task.elapsed:  # one sample: rich measures no speed
+            speed = task.completed / task.elapsed
         return Text("" if speed is None else f"{speed:,.0f} docs/s")

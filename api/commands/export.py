@@ -26,6 +26,15 @@ from api.commands.common import (
 )
 
 FORMATS = ("parquet", "csv")
+LATEST = "latest"  # RUN: the newest completed run
+
+
+def newest_completed(c: Client, cluster: str) -> str:
+    body = {"limit": 1, "filters": {"status": "completed"}}
+    page = c.json("POST", f"/v1/clusters/{cluster}/executions/list", json=body)
+    if not page.get("results"):
+        raise CliError(f"cluster '{cluster}' has no completed run to export", ExitCode.REJECTED)
+    return str(page["results"][0]["run_id"])
 
 
 def count_rows(path: Path, fmt: str) -> int:
@@ -40,7 +49,9 @@ def count_rows(path: Path, fmt: str) -> int:
 @exits_on_error
 def export(
     cluster: Annotated[str, typer.Argument(help="cluster id or name")],
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="run id (see `clusterd runs`)")],
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN", help="run id (see `clusterd runs`) or `latest` (newest completed)")
+    ],
     out_path: Annotated[
         Path, typer.Option("--out", "-o", dir_okay=False, help="members.parquet or members.csv")
     ],
@@ -64,6 +75,8 @@ def export(
     if not out_path.parent.is_dir():
         raise typer.BadParameter(f"directory '{out_path.parent}' does not exist", param_hint="--out")
     with client(url, key, namespace) as c:
+        if run_id == LATEST:
+            run_id = newest_completed(c, cluster)
         _write_atomically(c, cluster, run_id, fmt, out_path)
     rows = count_rows(out_path, fmt)
     if as_json:

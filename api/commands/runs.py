@@ -84,7 +84,7 @@ def watch(c: Client, cluster: str, run_id: str, poll: float, timeout: float | No
             run: dict = c.json("GET", f"/v1/clusters/{cluster}/executions/{run_id}")
             p = run.get("progress") or {}
             done = 1.0 if run["status"] == "completed" else float(p.get("fraction") or 0)
-            stage = f": {p['stage']}" if p.get("stage") else ""
+            stage = f": {p['stage']}" if p.get("stage") and p["stage"] != run["status"] else ""
             bar.update(task, completed=done, description=f"run {run_id} ({run['status']}{stage})")
             if run["status"] in TERMINAL:
                 return run

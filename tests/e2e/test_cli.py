@@ -319,7 +319,13 @@ def test_export_parquet_and_csv(url: str, clustered: dict[str, Any], tmp_path: P
     assert info == {"path": str(csv_out), "format": "csv", "rows": n, "run_id": run_id}
     lines = csv_out.read_text().splitlines()
     assert lines[0].startswith("document_id,collection_id,cluster_id") and len(lines) == n + 1
-    assert [p.name for p in tmp_path.iterdir()] and not list(tmp_path.glob(".*part"))  # no temp left
+    assert not list(tmp_path.glob(".*part"))  # no temporary file left
+
+    latest = tmp_path / "latest.parquet"
+    info = json.loads(ok(run(url, "export", "three", "latest", "-o", str(latest), "--json")).stdout)
+    assert info["run_id"].startswith("run_") and info["rows"] == pq.read_table(latest).num_rows > 0
+    done = json.loads(ok(run(url, "runs", "three", "--status", "completed", "--json")).stdout)
+    assert info["run_id"] in [r["run_id"] for r in done]
 
     res = run(url, "export", "three", "run_nope", "-o", str(tmp_path / "x.csv"))
     assert res.exit_code == 5 and res.stderr.startswith("error: 404"), res.output
@@ -349,12 +355,20 @@ def test_validation_error_names_the_field(url: str) -> None:
     assert res.exit_code == 2 and "not JSON" in res.stderr
 
 
-def test_auth_errors_exit_4(url: str) -> None:
+def test_auth_errors_exit_4(url: str, api: httpx.Client) -> None:
     res = run(url, "clusters", "list", key="wrong-key-0123456789")
     assert res.exit_code == 4
     assert res.stderr.startswith("error: 401 unauthorized: missing or invalid API key"), res.stderr
     res = run(url, "runs", "three", key=None)
     assert res.exit_code == 4 and "no API key" in res.stderr
+    # a scoped key outside its namespace: 403
+    r = api.post("/v1/api-keys", json={"name": "cli-scoped", "namespaces": [NS]})
+    assert r.status_code == 200, r.text
+    scoped = r.json()["key"]
+    ok(run(url, "clusters", "list", key=scoped))
+    res = run(url, "clusters", "list", "--namespace", "someone-else", key=scoped)
+    assert res.exit_code == 4, res.output
+    assert error_line(res).startswith("error: 403 forbidden: X-Namespace: this key may not use namespace")
 
 
 def test_server_down_exits_3(tmp_path: Path) -> None:
