@@ -90,7 +90,7 @@ def watch(c: Client, cluster: str, run_id: str, poll: float, timeout: float | No
                 return run
             if deadline is not None and time.monotonic() > deadline:
                 raise CliError(
-                    f"run {run_id} still {run['status']} after {timeout:g} s (it keeps running)",
+                    f"run {run_id} still {run['status']} after {timeout:g} s (the run goes on)",
                     ExitCode.CONNECTION,
                 )
             time.sleep(poll)

@@ -4,13 +4,12 @@ live uvicorn with the embedded worker; results checked through the API."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -379,37 +378,56 @@ def test_server_down_exits_3(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def failing_server() -> Iterator[str]:
-    """Not clusterd: a stand-in that answers every request with a 503 ErrorResponse, for the 5xx code."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(
-                {"success": False, "status": 503,
-                 "error": {"message": "database unavailable, retry later", "type": "service_unavailable"}}
-            ).encode()
-            self.send_response(503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def broker_down(tmp_path: Path) -> Iterator[str]:
+    """The production topology with its Redis broker down: execute answers 503, nothing queued."""
+    settings = Settings(
+        api_keys=[ADMIN_KEY],
+        data_dir=tmp_path / "data",
+        port=free_port(),
+        broker_url=f"redis://127.0.0.1:{free_port()}/0",
+        embedded_worker=False,
+    )
+    with serve_uvicorn(settings) as (base, _):
+        yield base
 
 
-def test_server_error_exits_6(failing_server: str) -> None:
-    res = run(failing_server, "clusters", "list")
-    assert res.exit_code == 6
-    assert res.stderr.strip() == "error: 503 service_unavailable: database unavailable, retry later"
+def test_server_error_exits_6(broker_down: str, tmp_path: Path) -> None:
+    path = tmp_path / "blobs.npy"
+    np.save(path, blobs(n_per=5))
+    ok(run(broker_down, "ingest", str(path), "-c", "pts", "--create"))
+    ok(run(broker_down, "clusters", "create", "k3", "-c", "pts", "--params", '{"n_clusters": 3}'))
+    res = run(broker_down, "execute", "k3", "--wait")
+    assert res.exit_code == 6, res.output
+    assert error_line(res).startswith("error: 503 service_unavailable: broker unavailable, run not queued")
+
+
+@pytest.mark.redis
+def test_wait_timeout_exits_3_and_the_run_goes_on(tmp_path: Path) -> None:
+    """A broker with no worker on its queue: the run stays pending past --timeout."""
+    import redis
+
+    from tests.conftest import REDIS_URL, redis_available
+
+    assert redis_available(), "needs Redis on 127.0.0.1:6379 (scripts/test.sh starts it)"
+    settings = Settings(
+        api_keys=[ADMIN_KEY],
+        data_dir=tmp_path / "data",
+        port=free_port(),
+        broker_url=REDIS_URL,
+        queue_name=f"clusterd-cli-test-{os.getpid()}-{free_port()}",
+        embedded_worker=False,
+    )
+    path = tmp_path / "blobs.npy"
+    np.save(path, blobs(n_per=5))
+    with serve_uvicorn(settings) as (base, _), contextlib.closing(redis.Redis.from_url(REDIS_URL)) as rds:
+        ok(run(base, "ingest", str(path), "-c", "pts", "--create"))
+        ok(run(base, "clusters", "create", "k3", "-c", "pts", "--params", '{"n_clusters": 3}'))
+        res = run(base, "execute", "k3", "--wait", "--timeout", "1", "--poll", "0.2")
+        assert res.exit_code == 3, res.output
+        assert "still pending after 1 s (the run goes on)" in error_line(res)
+        rows = json.loads(ok(run(base, "runs", "k3", "--json")).stdout)
+        assert [r["status"] for r in rows] == ["pending"]
+        rds.delete(settings.queue_name)  # the message nobody will take
 
 
 def test_as_a_subprocess_exit_codes_reach_the_shell(url: str, clustered: dict[str, Any]) -> None:
