@@ -122,7 +122,16 @@ class Client:
         return r
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
-        return self.send(method, path, **kw).json()
+        r = self.send(method, path, **kw)
+        try:
+            return r.json()
+        except ValueError:
+            raise CliError(
+                f"{r.request.method} {r.request.url} answered {r.status_code} without JSON: is "
+                f"{self.url} a clusterd?",
+                ExitCode.SERVER,
+                status=r.status_code,
+            ) from None
 
     def download(self, url: str, out: Any) -> int:
         """Stream `url` (a path of this server, or a presigned URL elsewhere) into the binary file

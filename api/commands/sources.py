@@ -165,6 +165,9 @@ def _csv_source(path: Path, vector_field: str, id_field: str, batch_size: int) -
     import pyarrow.csv as pcsv
 
     table = pcsv.read_csv(path)
+    text = {f.name: pa.string() for f in table.schema if not _json_native(f.type)}
+    if text:  # dates, times, decimals: kept as the text of the file
+        table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(column_types=text))
     names = table.column_names
     if id_field not in names:
         raise bad_input(f"{path.name}: no id column '{id_field}' ({', '.join(names)}); see --id-field")
@@ -221,6 +224,17 @@ def _csv_source(path: Path, vector_field: str, id_field: str, batch_size: int) -
             yield Batch(places=list(range(start + 2, stop + 2)), documents=docs)
 
     return Source(path, "upsert", "line", table.num_rows, batches())
+
+
+def _json_native(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_null(t)
+    )
 
 
 def _finite_or_none(x: Any) -> Any:

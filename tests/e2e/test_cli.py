@@ -136,15 +136,18 @@ def test_ingest_arrow_ipc_file(url: str, api: httpx.Client, tmp_path: Path) -> N
 def test_ingest_csv_json_list_and_numbered_columns(url: str, api: httpx.Client, tmp_path: Path) -> None:
     X = blobs(n_per=20)
     listed = tmp_path / "list.csv"
-    lines = ["document_id,emb,team,score"]
-    lines += [f'c{i},"{json.dumps(x.tolist())}",t{i % 2},{i * 0.5}' for i, x in enumerate(X)]
+    lines = ["document_id,emb,team,score,day"]
+    lines += [
+        f'c{i},"{json.dumps(x.tolist())}",t{i % 2},{i * 0.5},2026-01-{i % 28 + 1:02d}'
+        for i, x in enumerate(X)
+    ]
     listed.write_text("\n".join(lines) + "\n")
     res = ok(run(url, "ingest", str(listed), "-c", "csvcol", "--create", "--batch-size", "25"))
     assert "ingested 60 documents" in res.stderr
     assert count(api, "csvcol") == 60
     doc = stored(api, "csvcol", "c41")
     np.testing.assert_allclose(vector(doc), X[41], rtol=1e-6)
-    assert doc["metadata"] == {"team": "t1", "score": 20.5}
+    assert doc["metadata"] == {"team": "t1", "score": 20.5, "day": "2026-01-14"}  # a date stays its text
 
     wide = tmp_path / "wide.csv"
     header = "id," + ",".join(f"v_{j}" for j in range(X.shape[1]))
