@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,7 +24,9 @@ from api.commands.common import (
     exits_on_error,
     print_json,
 )
-from api.commands.sources import FORMATS, Batch, Source, ipc_bytes, open_source
+
+if TYPE_CHECKING:
+    from api.commands.sources import Batch, Source
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
@@ -45,7 +47,7 @@ def ingest(
         int, typer.Option(min=1, max=1000, help="documents per JSON batch (CSV, .npy, JSONL)")
     ] = 1000,
     fmt: Annotated[
-        str, typer.Option("--format", help=f"auto (from the suffix) or one of {', '.join(FORMATS)}")
+        str, typer.Option("--format", help="auto (from the suffix), parquet, arrow, csv, npy or jsonl")
     ] = "auto",
     ids: Annotated[
         Path | None, typer.Option(exists=True, dir_okay=False, help=".npy only: one document id per line")
@@ -62,6 +64,8 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Store the documents of FILE in a collection (same document_id replaces)."""
+    from api.commands.sources import FORMATS, open_source  # numpy and pyarrow: not for --help
+
     if fmt != "auto" and fmt not in FORMATS:
         raise typer.BadParameter(f"'{fmt}' is not one of auto, {', '.join(FORMATS)}", param_hint="--format")
     source = open_source(
@@ -138,6 +142,8 @@ def _send_all(c: Client, col: str, source: Source) -> tuple[int, int | None]:
 
 def _send(c: Client, col: str, source: Source, batch: Batch) -> dict[str, Any]:
     if source.kind == "upload":
+        from api.commands.sources import ipc_bytes
+
         assert batch.table is not None
         body = ipc_bytes(batch.table)
         return c.json(  # type: ignore[no-any-return]
