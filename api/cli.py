@@ -1,4 +1,5 @@
-"""`clusterd` command line: serve (API + embedded worker), worker (production Celery worker), demo."""
+"""`clusterd` command line: serve (API + embedded worker), worker (production Celery worker), demo,
+and the HTTP client commands of api/commands/ (ingest, clusters, execute, runs, export; docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
+from api.commands import clusters, export, ingest, runs
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="clusterd: self-hosted asynchronous clustering"
 )
+app.command()(ingest.ingest)
+app.add_typer(clusters.app, name="clusters")
+app.command()(runs.execute)
+app.command()(runs.runs)
+app.command()(export.export)
 
 
 @app.command()
