@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.errors import RunDataError
 from tests.conftest import ADMIN_KEY, blobs, free_port, serve_uvicorn
 from worker import layout_stage
 
@@ -203,22 +204,55 @@ def test_dashboard_end_to_end(
     assert [e for e in console_errors if "401" not in e] == [], console_errors
 
 
-def test_run_without_coordinates_and_server_down(server: str, page: Any) -> None:
+XSS = '<img src=x onerror="window.pwned=1">'
+
+
+def test_special_runs_user_data_and_server_down(
+    server: str, page: Any, monkeypatch: pytest.MonkeyPatch, console_errors: list[str]
+) -> None:
+    """A run without coordinates, a failed run, HTML in a label (shown as text), a server that
+    cannot be reached."""
     from playwright.sync_api import expect
 
-    cluster_id, _ = seed(server)
+    cluster_id, run_id = seed(server)
     with httpx.Client(base_url=server, timeout=30) as c:
+        r = c.patch(
+            f"/v1/clusters/{cluster_id}/executions/{run_id}/labels", json={"labels": {"cl_0": XSS}}, headers=H
+        )
+        assert r.status_code == 200, r.text
         r = c.post(f"/v1/clusters/{cluster_id}/execute", json={"defer_visualization": True}, headers=H)
         assert r.status_code == 200, r.text
         deferred = wait_run(c, cluster_id, r.json()["additional_data"]["run_id"])
+
+        async def broken(*args: Any, **kw: Any) -> Any:
+            raise RunDataError(f"vectors unusable {XSS}")
+
+        monkeypatch.setattr(layout_stage, "compute", broken)
+        r = c.post(f"/v1/clusters/{cluster_id}/execute", headers=H)
+        failed = wait_run(c, cluster_id, r.json()["additional_data"]["run_id"])
+        assert failed["status"] == "failed", failed
+
     page.goto(f"{server}/dashboard")
     page.fill("#key", ADMIN_KEY)
     page.fill("#namespace", NS)
     page.click("#connect")
     expect(page.locator("tr[data-cluster-id]")).to_have_count(1)
+
+    page.goto(f"{server}/dashboard#/clusters/{cluster_id}/runs/{run_id}")
+    expect(page.locator("tr.group .label").first).to_have_text(XSS)
+    expect(page.locator("#scatter .legend")).to_contain_text(XSS)
+    assert page.locator("img").count() == 0 and page.evaluate("window.pwned") is None
+
     page.goto(f"{server}/dashboard#/clusters/{cluster_id}/runs/{deferred['run_id']}")
     expect(page.locator("#no-visualization")).to_contain_text("defer_visualization")
     expect(page.locator("tr.group")).to_have_count(3)
+
+    page.goto(f"{server}/dashboard#/clusters/{cluster_id}/runs/{failed['run_id']}")
+    why = f"This run failed ({failed['failure_category']}): vectors unusable {XSS}"
+    expect(page.locator("#run-failure")).to_contain_text(why)
+    assert page.locator("img").count() == 0 and page.evaluate("window.pwned") is None
+    # the only console errors are the network log of the 404 no_visualization answer
+    assert [e for e in console_errors if "status of 404" not in e] == [], console_errors
 
     page.route("**/v1/**", lambda route: route.abort())
     page.reload()
