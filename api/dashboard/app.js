@@ -111,8 +111,9 @@ function makeCtx() {
           await fn();
           showError(null);
         } catch (err) {
-          // the server went away or the key stopped working: say so, and keep trying
-          showError(err);
+          if (mine !== generation) return;
+          if (err instanceof ApiError && err.status === 401) return refused(err);
+          showError(err); // e.g. the server went away: say so, and keep trying
           this.poll(fn, ms);
         }
       }, ms);
@@ -162,16 +163,20 @@ async function route() {
     }
   } catch (err) {
     if (!ctx.live()) return;
-    showError(err);
-    if (err instanceof ApiError && err.status === 401) {
-      // a revoked or mistyped key: back to the form, keeping the message
-      clearCreds();
-      $("login").hidden = false;
-      $("logout").hidden = true;
-      $("who").textContent = "";
-      view.replaceChildren();
-    }
+    if (err instanceof ApiError && err.status === 401) refused(err);
+    else showError(err);
   }
+}
+
+/** a revoked or mistyped key: forget it and show the form, keeping the message */
+function refused(err) {
+  stopPolling();
+  clearCreds();
+  $("login").hidden = false;
+  $("logout").hidden = true;
+  $("who").textContent = "";
+  $("view").replaceChildren();
+  showError(err);
 }
 
 async function connect(ev) {

@@ -254,6 +254,16 @@ def test_special_runs_user_data_and_server_down(
     # the only console errors are the network log of the 404 no_visualization answer
     assert [e for e in console_errors if "status of 404" not in e] == [], console_errors
 
+    # a key revoked while signed in: the page forgets it and asks again
+    page.evaluate("sessionStorage.setItem('clusterd.dashboard.key', 'revoked-key')")
+    page.reload()
+    expect(page.locator("#error")).to_contain_text("API key was refused (401)")
+    expect(page.locator("#login")).to_be_visible()
+    assert page.evaluate("sessionStorage.length + localStorage.length") == 0
+    page.fill("#key", ADMIN_KEY)
+    page.click("#connect")
+    expect(page.locator("#run-failure")).to_contain_text(why)  # back on the view it was on
+
     page.route("**/v1/**", lambda route: route.abort())
     page.reload()
     expect(page.locator("#error")).to_contain_text("Cannot reach the clusterd server")
