@@ -103,13 +103,14 @@ def page(server: str, console_errors: list[str]) -> Iterator[Any]:
     exe = chromium_path()
     if exe is None:
         pytest.skip("no Chromium (set CLUSTERD_CHROMIUM; scripts/test.sh installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"], headless=True)
         try:
             pg = browser.new_context(accept_downloads=True).new_page()
             pg.set_default_timeout(10_000)
+            expect.set_options(timeout=10_000)  # a busy 2-core machine; polls are 2 s apart
             pg.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
             yield pg
         finally:
@@ -200,6 +201,15 @@ def test_dashboard_end_to_end(
     gate.set()
     expect(page.locator(f"tr.run[data-run-id='{new_id}']")).to_have_attribute("data-status", "completed")
     expect(page.locator("tr.run[data-status=completed]")).to_have_count(2)
+
+    # a third run watched from its own page: progress while held, then its scatter
+    gate.clear()
+    page.click("#execute")
+    page.locator("tr.run[data-status=processing] a").click()
+    expect(page.locator("#run-progress")).to_contain_text("90%")
+    gate.set()
+    expect(page.locator("#scatter svg circle.pt")).to_have_count(300)
+    expect(page.locator("#run-progress")).to_have_count(0)
     # no CSP violation, no script error; the one failed load is the bad key's 401
     assert [e for e in console_errors if "401" not in e] == [], console_errors
 
