@@ -38,7 +38,7 @@ export function scatterSvg(points, centroids, colours, { width = 600, height = 4
     dots.append(
       node("circle", {
         class: "pt", cx: sx(xs[i]).toFixed(1), cy: sy(ys[i]).toFixed(1), r: 2.6, fill, "fill-opacity": 0.75,
-        "data-cluster": cid == null ? "noise" : cid,
+        "data-cluster": cid == null ? "noise" : cid, "data-doc": (points.document_ids || [])[i] ?? "",
       }),
     );
   }

@@ -223,8 +223,17 @@ async function scatterBox(ctx, clusterId, runId, colours, groups) {
     );
     const pts = vis.points || { x: [], y: [], cluster_ids: [] };
     const hasNoise = (pts.cluster_ids || []).some((c) => c == null);
+    const labels = new Map(groups.map((g) => [g.cluster_id, g.label || g.cluster_id]));
+    const svg = scatterSvg(pts, vis.centroids || [], colours);
+    const hover = h("p", { className: "muted hover", id: "hover" }, "hover a point for its document");
+    svg.addEventListener("mouseover", (ev) => {
+      const d = ev.target.dataset || {};
+      if (!d.cluster) return;
+      hover.textContent = `${d.doc} · ${d.cluster === "noise" ? "noise" : labels.get(d.cluster) || d.cluster}`;
+    });
     box.append(
-      scatterSvg(pts, vis.centroids || [], colours),
+      svg,
+      hover,
       legend(groups, colours, hasNoise),
       h(
         "p",

@@ -178,6 +178,8 @@ def test_dashboard_end_to_end(
     )
     assert sorted(fills.values()) == [100, 100, 100], fills
     expect(page.locator("#scatter .legend span")).to_have_count(3)
+    page.locator("#scatter circle.pt[data-doc='d0000']").dispatch_event("mouseover")  # blobs overlap
+    expect(page.locator("#hover")).to_have_text(re.compile(r"^d0000 · Cluster \d$"))
 
     # export: fetched with the headers, saved as a blob
     with page.expect_download() as dl:
