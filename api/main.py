@@ -132,7 +132,7 @@ def _close_quietly(stack: contextlib.ExitStack) -> None:
 
 def _print_banner(settings: Settings, key: str | None, artifacts_at: str) -> None:
     lines = [
-        f"clusterd listening on http://{settings.host}:{settings.port}  (docs: /docs)",
+        f"clusterd listening on http://{settings.host}:{settings.port}  (docs: /docs, dashboard: /dashboard)",
         f"mode: {'embedded (in-process store and worker)' if settings.embedded_store else 'production'}",
         f"artifacts: {artifacts_at}",
     ]

@@ -125,6 +125,8 @@ def test_static_files_are_public_and_locked_down(server: str) -> None:
             csp = r.headers["content-security-policy"]
             assert "script-src 'self'" in csp and "default-src 'none'" in csp
             assert r.headers["x-content-type-options"] == "nosniff"
+        r = c.get("/dashboard/")
+        assert r.status_code == 307 and r.headers["location"] == "/dashboard"
         assert c.get("/dashboard/static/..%2Fmain.py").status_code == 404
         assert c.get("/dashboard/static/index.py").status_code == 404
         paths = c.get("/openapi.json").json()["paths"]
