@@ -18,6 +18,7 @@ from api import errors, reaper
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Services
 from api.routers import adhoc, admin, analytics, clusters, collections, patterns, run_actions, views
+from api.routers import dashboard as dashboard_routes
 from core.algorithms import hdbscan_engine
 from core.artifacts import make_artifact_store
 from core.settings import Settings, get_settings
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
         views.router,
         analytics.router,
         patterns.router,
+        dashboard_routes.router,
     ):
         app.include_router(r)
     app.add_middleware(
@@ -130,7 +132,7 @@ def _close_quietly(stack: contextlib.ExitStack) -> None:
 
 def _print_banner(settings: Settings, key: str | None, artifacts_at: str) -> None:
     lines = [
-        f"clusterd listening on http://{settings.host}:{settings.port}  (docs: /docs)",
+        f"clusterd listening on http://{settings.host}:{settings.port}  (docs: /docs, dashboard: /dashboard)",
         f"mode: {'embedded (in-process store and worker)' if settings.embedded_store else 'production'}",
         f"artifacts: {artifacts_at}",
     ]

@@ -18,6 +18,12 @@ if ! redis_up; then
   redis_up || { echo "Redis did not start on 127.0.0.1:6379" >&2; exit 1; }
 fi
 
+# tests/e2e/test_dashboard.py drives the dashboard in the system Chromium (CLUSTERD_CHROMIUM overrides)
+if [ -z "${CLUSTERD_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "chromium not found; installing it" >&2
+  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null
+fi
+
 .venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/pytest "$@"
