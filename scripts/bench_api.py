@@ -12,7 +12,7 @@ at once, without catching up (latency is measured from the send, so a saturated 
 lost throughput rather than as queueing inside the client).
 
 The reference row runs the same pollers in the same run against the cheapest route: an
-authenticated request that fails routing (`GET /v1/_floor` → 404): uvicorn (h11), Starlette's
+authenticated request that fails routing (`GET /v1/_floor` → 404): uvicorn (httptools), Starlette's
 router and clusterd's error handler, no dependency, store or response model. `/v1/health` is not
 it: it pings the store and the broker through the thread pool.
 

@@ -425,8 +425,8 @@ def ingest_binary(opts: Options) -> CaseResult:
     best = max(("parquet", "arrow", "parquet-bytes"), key=lambda k: rates[k])
     result.notes.append(
         "parquet list columns cost pyarrow ~6 µs/row to decode (the reference row) and the HTTP "
-        "body ~7 µs/row to receive (uvicorn's h11 copies each chunk a few times); Arrow IPC is "
-        "read in place"
+        "body ~7 µs/row to receive with h11 (it copies each chunk; httptools, installed now, much "
+        "less); Arrow IPC is read in place"
     )
     result.targets.append(
         Target(
