@@ -113,7 +113,9 @@ async def test_cancel_pending_run_never_starts(idle_api: Api) -> None:
 async def test_cancel_processing_run_stops_at_the_next_stage(api: Api) -> None:
     X = blobs(n_per=700, dims=8, centers=3)
     col, _ = await api.make_collection(X=X)
-    slow_params = {"n_clusters": 8, "n_init": 3000, "max_iter": 300, "tol": 0, "init": "random"}
+    # ~4 s of restarts on a quiet machine: long enough to be canceled mid-fit, short enough that the
+    # fit (which a cancel cannot interrupt) returns well within the wait below on a loaded one
+    slow_params = {"n_clusters": 8, "n_init": 1000, "max_iter": 300, "tol": 0, "init": "random"}
     cid = await api.make_cluster(col, params=slow_params)
     rid = await start(api, cid)
     run = await wait_status(api, cid, rid, {"processing", "completed", "failed", "canceled"})
@@ -126,7 +128,8 @@ async def test_cancel_processing_run_stops_at_the_next_stage(api: Api) -> None:
     # the embedded worker runs one task at a time: when a later run has completed, the canceled
     # run's task has returned
     small, _ = await api.make_collection(name="small", X=blobs(n_per=10))
-    assert (await api.execute(await api.make_cluster(small)))["status"] == "completed"
+    small_id = await api.make_cluster(small)
+    assert (await api.wait_run(small_id, await start(api, small_id), wait_s=240))["status"] == "completed"
 
     run = await get_run(api, cid, rid)
     assert run["status"] == "canceled" and run["progress"]["stage"] == "canceled"

@@ -88,7 +88,7 @@ async def test_endpoint_gone_while_saving_fails_the_run(api_s3: Api, s3: FaultyS
     # S3 is back: the next run completes
     again = await api_s3.execute(cid)
     assert again["status"] == "completed", again
-    assert len(s3.keys(artifacts.run_prefix(await ns_id(api_s3), cid, again["run_id"]))) == 2
+    assert len(s3.keys(artifacts.run_prefix(await ns_id(api_s3), cid, again["run_id"]))) == 3  # + layout.npz
 
 
 async def test_failure_after_the_first_artifact_leaves_no_partial_files(api_s3: Api, s3: FaultyS3) -> None:
@@ -108,7 +108,7 @@ async def test_short_outage_is_retried_and_the_run_completes(api_s3: Api, s3: Fa
     stored = await executions.get(api_s3.app.state.services.db, run_id=run["run_id"])
     assert stored is not None and stored["attempts"] == 1
     keys = s3.keys(artifacts.run_prefix(await ns_id(api_s3), cid, run["run_id"]))
-    assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["clusters.parquet", "members.parquet"]
+    assert sorted(k.rsplit("/", 1)[1] for k in keys) == ["clusters.parquet", "layout.npz", "members.parquet"]
     assert run["members_key"] in keys and run["parquet_path"] in keys
 
 
