@@ -54,6 +54,8 @@ def run_config(
         "seed": int(seed) if isinstance(seed, int) else 42,
         "compute_metrics": True,
         "save_artifacts": True,
+        "hierarchical": bool(vc.get("hierarchical")),
+        "max_hierarchy_depth": int(vc.get("max_hierarchy_depth") or 3),
         **overrides,
     }
 

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from core.algorithms import get_algorithm
 from core.centroids import compute_centroids, cosine_stats, point_stats
 from core.errors import RunDataError
+from core.hierarchy_centroids import node_summaries
+from core.hierarchy_split import Hierarchy, build_hierarchy
 from core.metrics import SILHOUETTE_SAMPLE, quality_metrics
 
 Progress = Callable[[str, float], None]
@@ -59,6 +61,8 @@ class PipelineConfig:
     reduce_above: int | None = REDUCE_ABOVE
     reduce_to: int = REDUCE_TO
     owns_input: bool = False  # the caller hands X over: normalisation may overwrite it
+    hierarchical: bool = False  # re-cluster large clusters recursively (core.hierarchy_split)
+    max_hierarchy_depth: int = 3  # sub-levels below the algorithm's clusters
 
 
 @dataclass
@@ -69,6 +73,16 @@ class ClusterSummary:
     centroid: np.ndarray  # float32 (D,), in the clustered (normalised) space
     mean_cosine_similarity: float | None
     min_cosine_similarity: float | None
+    # hierarchical runs only: every node's members (a parent's are its descendants') and their
+    # distances to its centroid; label_value is the node's index, the label its leaf members carry
+    parent_cluster_id: str | None = None
+    members: np.ndarray | None = None
+    member_distances: np.ndarray | None = None
+
+    @property
+    def default_label(self) -> str:
+        """`Cluster 3` for cl_3, `Cluster 0.1` for cl_0_sub_1."""
+        return "Cluster " + self.cluster_id.removeprefix("cl_").replace("_sub_", ".")
 
 
 @dataclass
@@ -81,6 +95,7 @@ class PipelineResult:
     num_clusters: int  # excludes noise
     params_used: dict[str, Any] = field(default_factory=dict)  # automatic / adjusted values
     reduction: dict[str, Any] | None = None  # {"method": "pca", "from": D, "to": d} when applied
+    hierarchy: Hierarchy | None = None  # hierarchical runs: labels are then each point's leaf
 
 
 def validate_input(X: np.ndarray) -> np.ndarray:
@@ -150,6 +165,17 @@ def run_pipeline(
     X_fit, reduction = reduce_for_fit(X, spec.reduces_high_dim, config)
     fitted = spec.fit(X_fit, config.params, config.seed)
     labels = fitted.labels
+    hierarchy = None
+    if config.hierarchical:  # leaves are what points belong to: members, distances, metrics
+        hierarchy = build_hierarchy(
+            X_fit,
+            labels,
+            algorithm=config.algorithm,
+            params=config.params,
+            max_depth=config.max_hierarchy_depth,
+            seed=config.seed,
+        )
+        labels = hierarchy.leaf_labels
     step()
 
     check("centroids")
@@ -168,6 +194,21 @@ def run_pipeline(
         )
         for i, label in enumerate(cluster_labels)
     ]
+    if hierarchy is not None:  # every node, parents before children (num_clusters counts them all)
+        clusters = [
+            ClusterSummary(
+                s.cluster_id,
+                s.index,
+                s.num_members,
+                s.centroid,
+                s.mean_cosine_similarity,
+                s.min_cosine_similarity,
+                s.parent_cluster_id,
+                s.members,
+                s.member_distances,
+            )
+            for s in node_summaries(X, hierarchy, config.centroid_method)
+        ]
     step()
 
     check("distances")
@@ -195,6 +236,7 @@ def run_pipeline(
         num_clusters=len(clusters),
         params_used=fitted.used,
         reduction=reduction,
+        hierarchy=hierarchy,
     )
 
 

@@ -89,6 +89,8 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         centroid_method=cfg.get("centroid_method") or "mean",
         reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
         owns_input=True,  # the pulled matrix is the run's own: normalise it in place
+        hierarchical=bool(cfg.get("hierarchical")),
+        max_hierarchy_depth=int(cfg.get("max_hierarchy_depth") or 3),
     )
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
@@ -114,6 +116,9 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         "sampling": sampling,
         "reduction": result.reduction,
     }
+    if result.hierarchy is not None:  # the attribute hierarchies' shape (contract §1.9)
+        fields["hierarchy_relationships"] = result.hierarchy.relationships
+        fields["hierarchy"] = result.hierarchy.report
     if cfg.get("save_artifacts", True):
         fields.update(await asyncio.to_thread(_write_artifacts, rt, run, result, doc_ids, col_ids))
     fields["execution_time_ms"] = int((time.perf_counter() - started) * 1000)
@@ -170,19 +175,21 @@ def _centroid_records(
 ) -> list[dict[str, Any]]:
     records = []
     for c in result.clusters:
-        members = np.flatnonzero(result.labels == c.label_value)
-        nearest = members[np.argsort(result.distances[members], kind="stable")[:REPRESENTATIVES]]
+        members = c.members if c.members is not None else np.flatnonzero(result.labels == c.label_value)
+        dist = c.member_distances if c.member_distances is not None else result.distances[members]
+        nearest = members[np.argsort(dist, kind="stable")[:REPRESENTATIVES]]
         records.append(
             {
                 "cluster_id": c.cluster_id,
                 "num_members": int(c.num_members),
-                "label": f"Cluster {c.label_value}",
+                "label": c.default_label,
                 "mean_cosine_similarity": c.mean_cosine_similarity,
                 "min_cosine_similarity": c.min_cosine_similarity,
                 "centroid_vector": encode(c.centroid),
                 "representative_ids": [
                     {"document_id": str(doc_ids[i]), "collection_id": str(col_ids[i])} for i in nearest
                 ],
+                **({"parent_cluster_id": c.parent_cluster_id} if c.parent_cluster_id else {}),
             }
         )
     return records
@@ -198,7 +205,7 @@ def _write_artifacts(
     )
     ctable = artifacts.clusters_table(
         [c.cluster_id for c in result.clusters],
-        [f"Cluster {c.label_value}" for c in result.clusters],
+        [c.default_label for c in result.clusters],
         [int(c.num_members) for c in result.clusters],
         centroids,
     )
