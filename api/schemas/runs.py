@@ -126,7 +126,7 @@ def execution_result(
     for k in ("started_at", "completed_at"):
         if run.get(k) is not None:
             out[k] = iso(run[k])
-    for k in ("params_used", "sampling", "reduction", "hierarchy_relationships"):
+    for k in ("params_used", "sampling", "reduction", "hierarchy_relationships", "hierarchy"):
         if run.get(k) is not None:
             out[k] = run[k]
     for k in (
