@@ -102,9 +102,17 @@ class Hierarchy:
 
 
 def build_hierarchy(
-    X: np.ndarray, labels: np.ndarray, *, algorithm: str, params: BaseModel, max_depth: int, seed: int
+    X: np.ndarray,
+    labels: np.ndarray,
+    *,
+    algorithm: str,
+    params: BaseModel,
+    max_depth: int,
+    seed: int,
+    before_split: Callable[[], None] | None = None,
 ) -> Hierarchy:
-    """Split the clusters of `labels` (-1 = noise) over `X` recursively (module docstring)."""
+    """Split the clusters of `labels` (-1 = noise) over `X` recursively (module docstring).
+    `before_split()` runs before each attempt: the pipeline's cancel check raises from it."""
     if not 1 <= max_depth <= MAX_DEPTH:
         raise ValueError(f"max_depth must be between 1 and {MAX_DEPTH} (got {max_depth})")
     labels = np.asarray(labels, dtype=np.int64)
@@ -123,6 +131,8 @@ def build_hierarchy(
             smallest = min_child(m, own_min)
             if not is_large(m, n, smallest):
                 continue
+            if before_split is not None:
+                before_split()
             tried += 1
             sub = split(X, node.members, smallest, seed)
             if sub is None:

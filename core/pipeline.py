@@ -174,6 +174,7 @@ def run_pipeline(
             params=config.params,
             max_depth=config.max_hierarchy_depth,
             seed=config.seed,
+            before_split=lambda: check("fit"),
         )
         labels = hierarchy.leaf_labels
     step()

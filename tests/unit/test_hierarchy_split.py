@@ -22,7 +22,7 @@ from core.hierarchy_split import (
     silhouette_from_distances,
 )
 from core.metrics import quality_metrics
-from core.pipeline import PipelineConfig, run_pipeline
+from core.pipeline import PipelineConfig, RunCanceled, run_pipeline
 
 
 def nested(
@@ -272,3 +272,18 @@ def test_export_selection_takes_descendants_at_every_depth() -> None:
         "cl_0_sub_1_sub_1",
     }
     assert select_clusters(records, labels, "cl_1") == {"cl_1"}
+
+
+def test_a_cancel_stops_the_splitting() -> None:
+    X, _ = nested()
+    calls: list[int] = []
+    params = validate_params("kmeans", {"n_clusters": 3})
+    cfg = PipelineConfig("kmeans", params, hierarchical=True)
+
+    def should_cancel() -> bool:  # checked before validate, normalize, fit, then before each split
+        calls.append(1)
+        return len(calls) > 4
+
+    with pytest.raises(RunCanceled) as exc:
+        run_pipeline(X, cfg, should_cancel=should_cancel)
+    assert exc.value.stage == "fit" and len(calls) == 5
