@@ -61,6 +61,8 @@ def run_config(
         "vis_n_components": vc.get("vis_n_components") or 2,  # worker/layout_stage.py
         "layout_stability": vc.get("layout_stability"),
         "llm_labeling": cluster.get("llm_labeling"),  # worker.labeling; execute may override
+        "hierarchical": bool(vc.get("hierarchical")),
+        "max_hierarchy_depth": int(vc.get("max_hierarchy_depth") or 3),
         **overrides,
     }
 

@@ -50,7 +50,7 @@ def export_table(members: pa.Table, labels: dict[str, str]) -> pa.Table:
 
 def select_clusters(centroids: Iterable[dict[str, Any]], labels: dict[str, str], selector: str) -> set[str]:
     """Cluster ids `selector` names: a cluster id, else every cluster whose current label it is
-    (case-insensitive when no exact match); a hierarchical parent brings its children along.
+    (case-insensitive when no exact match); a hierarchical parent brings its descendants along.
     Empty: nothing matches."""
     records = list(centroids)
     ids = {str(c["cluster_id"]) for c in records}
@@ -61,8 +61,12 @@ def select_clusters(centroids: Iterable[dict[str, Any]], labels: dict[str, str],
         if not chosen:
             folded = selector.casefold()
             chosen = {cid for cid, label in labels.items() if label.casefold() == folded and cid in ids}
-    children = {str(c["cluster_id"]) for c in records if c.get("parent_cluster_id") in chosen}
-    return chosen | children
+    parent_of = {str(c["cluster_id"]): c.get("parent_cluster_id") for c in records}
+    while True:  # descendants at every depth (vector hierarchies nest up to 5 levels)
+        more = {cid for cid, parent in parent_of.items() if parent in chosen and cid not in chosen}
+        if not more:
+            return chosen
+        chosen |= more
 
 
 def filter_clusters(table: pa.Table, cluster_ids: set[str]) -> pa.Table:

@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from core.algorithms import get_algorithm
 from core.centroids import MeanGeometry, compute_centroids, cosine_stats, mean_geometry, point_stats
 from core.errors import RunDataError
+from core.hierarchy_centroids import node_summaries
+from core.hierarchy_split import Hierarchy, build_hierarchy
 from core.metrics import SILHOUETTE_SAMPLE, quality_metrics
 from core.preprocess import describe, fit_steps
 
@@ -61,6 +63,8 @@ class PipelineConfig:
     reduce_to: int = REDUCE_TO
     owns_input: bool = False  # the caller hands X over: normalisation may overwrite it
     preprocessing: list[dict[str, Any]] | None = None  # explicit steps (core.preprocess): replace the above
+    hierarchical: bool = False  # re-cluster large clusters recursively (core.hierarchy_split)
+    max_hierarchy_depth: int = 3  # sub-levels below the algorithm's clusters
 
 
 @dataclass
@@ -71,6 +75,16 @@ class ClusterSummary:
     centroid: np.ndarray  # float32 (D,), in the clustered (normalised) space
     mean_cosine_similarity: float | None
     min_cosine_similarity: float | None
+    # hierarchical runs only: every node's members (a parent's are its descendants') and their
+    # distances to its centroid; label_value is the node's index, the label its leaf members carry
+    parent_cluster_id: str | None = None
+    members: np.ndarray | None = None
+    member_distances: np.ndarray | None = None
+
+    @property
+    def default_label(self) -> str:
+        """`Cluster 3` for cl_3, `Cluster 0.1` for cl_0_sub_1."""
+        return "Cluster " + self.cluster_id.removeprefix("cl_").replace("_sub_", ".")
 
 
 @dataclass
@@ -84,6 +98,7 @@ class PipelineResult:
     params_used: dict[str, Any] = field(default_factory=dict)  # automatic / adjusted values
     reduction: dict[str, Any] | None = None  # {"method": "pca", "from": D, "to": d} when applied
     preprocessor: Any = None  # core.preprocess.FittedSteps when explicit steps ran
+    hierarchy: Hierarchy | None = None  # hierarchical runs: labels are then each point's leaf
 
 
 def validate_input(X: np.ndarray) -> np.ndarray:
@@ -178,6 +193,18 @@ def run_pipeline(
         X_fit, reduction = reduce_for_fit(X, spec.reduces_high_dim, config)
     fitted = spec.fit(X_fit, config.params, config.seed)
     labels = fitted.labels
+    hierarchy = None
+    if config.hierarchical:  # leaves are what points belong to: members, distances, metrics
+        hierarchy = build_hierarchy(
+            X_fit,
+            labels,
+            algorithm=config.algorithm,
+            params=config.params,
+            max_depth=config.max_hierarchy_depth,
+            seed=config.seed,
+            before_split=lambda: check("fit"),
+        )
+        labels = hierarchy.leaf_labels
     step()
 
     check("centroids")
@@ -203,6 +230,21 @@ def run_pipeline(
         )
         for i, label in enumerate(cluster_labels)
     ]
+    if hierarchy is not None:  # every node, parents before children (num_clusters counts them all)
+        clusters = [
+            ClusterSummary(
+                s.cluster_id,
+                s.index,
+                s.num_members,
+                s.centroid,
+                s.mean_cosine_similarity,
+                s.min_cosine_similarity,
+                s.parent_cluster_id,
+                s.members,
+                s.member_distances,
+            )
+            for s in node_summaries(X, hierarchy, config.centroid_method)
+        ]
     step()
 
     check("distances")
@@ -237,6 +279,7 @@ def run_pipeline(
         params_used=fitted.used,
         reduction=reduction,
         preprocessor=preprocessor,
+        hierarchy=hierarchy,
     )
 
 

@@ -49,6 +49,12 @@ class RunLabels:
                 rec["summary"] = self.summaries[i]
 
 
+def _nearest_first(positions: np.ndarray, distances: np.ndarray | None) -> np.ndarray:
+    """`positions` nearest the centroid first (ties by position), as members.ranked_members."""
+    dist = np.nan_to_num(np.asarray(distances, dtype=np.float64), nan=np.inf)
+    return positions[np.lexsort((positions, dist))]
+
+
 async def label_clusters(
     rt: Runtime,
     run: dict[str, Any],
@@ -65,6 +71,10 @@ async def label_clusters(
         opts, errors = LabelingOptions(), [exc.message]
     k = len(result.clusters)
     ranked = members.ranked_members(result.labels, result.distances, [c.label_value for c in result.clusters])
+    ranked = [  # a hierarchical node carries its members (a parent's are its descendants')
+        r if c.members is None else _nearest_first(c.members, c.member_distances)
+        for c, r in zip(result.clusters, ranked, strict=True)
+    ]
     per_cluster = ctfidf.texts_per_cluster(k)
     n_reps = max(REPRESENTATIVES, opts.max_samples) if opts.enabled else REPRESENTATIVES
     text_idx = [members.spread(r, per_cluster) for r in ranked]
@@ -81,7 +91,7 @@ async def label_clusters(
     keywords = await asyncio.to_thread(ctfidf.class_keywords, class_texts)
     sizes = [int(c.num_members) for c in result.clusters]
     offline = ctfidf.make_labels(
-        keywords, examples, sizes, [f"Cluster {c.label_value}" for c in result.clusters]
+        keywords, examples, sizes, [c.default_label for c in result.clusters]
     )
     out = RunLabels(
         labels=[o.label for o in offline],

@@ -92,6 +92,9 @@ def run_fields(cfg: dict[str, Any], layout: Layout | None, result: PipelineResul
         return {}
     values = np.asarray([c.label_value for c in result.clusters], dtype=np.int64)
     centres = centroid_coordinates(layout.coordinates, result.labels, values)
+    for i, c in enumerate(result.clusters):  # a hierarchical parent: the mean of its descendants
+        if c.members is not None and c.members.size:
+            centres[i] = layout.coordinates[c.members].mean(axis=0)
     centroids = {
         c.cluster_id: [round(float(v), 6) for v in centres[i]]
         for i, c in enumerate(result.clusters)

@@ -94,6 +94,8 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
         owns_input=True,  # the pulled matrix is the run's own: normalise it in place
         preprocessing=cfg.get("preprocessing") or None,
+        hierarchical=bool(cfg.get("hierarchical")),
+        max_hierarchy_depth=int(cfg.get("max_hierarchy_depth") or 3),
     )
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
@@ -125,6 +127,9 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
     }
     if labels.errors:
         fields["llm_labeling_errors"] = labels.errors
+    if result.hierarchy is not None:  # the attribute hierarchies' shape (contract §1.9)
+        fields["hierarchy_relationships"] = result.hierarchy.relationships
+        fields["hierarchy"] = result.hierarchy.report
     if cfg.get("save_artifacts", True):
         fields.update(
             await asyncio.to_thread(
@@ -190,19 +195,23 @@ def _centroid_records(
     records = []
     values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
     groups = cluster_members(result.labels, values)
-    for c, members in zip(result.clusters, groups, strict=True):
-        nearest = members[np.argsort(result.distances[members], kind="stable")[:REPRESENTATIVES]]
+    for c, flat in zip(result.clusters, groups, strict=True):
+        # a hierarchical node carries its members (a parent's are its descendants')
+        members = c.members if c.members is not None else flat
+        dist = c.member_distances if c.member_distances is not None else result.distances[members]
+        nearest = members[np.argsort(dist, kind="stable")[:REPRESENTATIVES]]
         records.append(
             {
                 "cluster_id": c.cluster_id,
                 "num_members": int(c.num_members),
-                "label": f"Cluster {c.label_value}",
+                "label": c.default_label,
                 "mean_cosine_similarity": c.mean_cosine_similarity,
                 "min_cosine_similarity": c.min_cosine_similarity,
                 "centroid_vector": encode(c.centroid),
                 "representative_ids": [
                     {"document_id": str(doc_ids[i]), "collection_id": str(col_ids[i])} for i in nearest
                 ],
+                **({"parent_cluster_id": c.parent_cluster_id} if c.parent_cluster_id else {}),
             }
         )
     return records
@@ -223,15 +232,19 @@ def _write_artifacts(
     )
     ctable = artifacts.clusters_table(
         [c.cluster_id for c in result.clusters],
-        labels if labels is not None else [f"Cluster {c.label_value}" for c in result.clusters],
+        labels if labels is not None else [c.default_label for c in result.clusters],
         [int(c.num_members) for c in result.clusters],
         centroids,
     )
     # cluster id per member by one take from the ids (None for noise), not a lookup per row
     values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
     ids = np.array([c.cluster_id for c in result.clusters] + [None], dtype=object)
-    pos = np.searchsorted(values, result.labels)
-    pos[result.labels == -1] = len(values)
+    pos = np.full(result.labels.shape, len(values), dtype=np.int64)  # noise (and no clusters)
+    if len(values):
+        order = np.argsort(values, kind="stable")  # hierarchical nodes need not be in label order
+        at = np.minimum(np.searchsorted(values[order], result.labels), len(values) - 1)
+        clustered = result.labels != -1
+        pos[clustered] = order[at[clustered]]
     mtable = artifacts.members_table(
         doc_ids, col_ids, ids[pos], result.distances, coordinates=layout_stage.coordinates(layout)
     )

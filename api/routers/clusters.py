@@ -93,6 +93,7 @@ def vector_definition(vc: dict[str, Any]) -> dict[str, Any]:
         "vis_n_components": vc["vis_n_components"],
         "layout_stability": vc["layout_stability"],
         "hierarchical_grouping": False,
+        "hierarchical_vector": vc["hierarchical"],
         "max_hierarchy_depth": vc["max_hierarchy_depth"],
     }
 

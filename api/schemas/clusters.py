@@ -154,11 +154,7 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
             "vector_config.feature_uris: at least one feature URI (or vector name) is required"
         )
     multi = multi_feature_settings(vc, list(uris))
-    if vc.get("hierarchical"):
-        raise ValidationFailed(
-            "vector_config.hierarchical: hierarchical vector clustering is not supported yet",
-            code="hierarchical_not_supported",
-        )
+    hierarchical, depth = hierarchy_settings(vc)
     sample_size = vc.get("sample_size")
     if sample_size is not None and (type(sample_size) is not int or not 1 <= sample_size <= 1_000_000):
         raise ValidationFailed("vector_config.sample_size: must be an integer between 1 and 1000000")
@@ -185,8 +181,8 @@ def vector_settings(vc: dict[str, Any]) -> dict[str, Any]:
         **multi,
         "effective_feature_method": method,
         "enrich_source": False,
-        "hierarchical": False,
-        "max_hierarchy_depth": 3,
+        "hierarchical": hierarchical,
+        "max_hierarchy_depth": depth,
         "vis_n_components": vis,
         "layout_stability": layout,
         "preprocessing_steps": steps,
@@ -264,6 +260,33 @@ def _weight_learning(raw: Any, where: str) -> dict[str, Any]:
             raise ValidationFailed(f"{where}.{name}: must be an integer{bounds}")
         out[name] = value
     return out
+def hierarchy_settings(vc: dict[str, Any]) -> tuple[bool, int]:
+    """`hierarchical` (bool, null = false) and `max_hierarchy_depth` (int 1–5, null = 3; checked even
+    when hierarchical is off, as the SDK always sends it): see core/hierarchy_split.py."""
+    from core.hierarchy_split import MAX_DEPTH
+
+    hierarchical = vc.get("hierarchical")
+    if hierarchical is None:
+        hierarchical = False
+    if not isinstance(hierarchical, bool):
+        raise ValidationFailed(
+            f"vector_config.hierarchical: must be a boolean (got {hierarchical!r})",
+            details={"validation_errors": [_error("hierarchical", "must be a boolean", "bool_type")]},
+        )
+    depth = vc.get("max_hierarchy_depth")
+    if depth is None:
+        depth = 3
+    if type(depth) is not int or not 1 <= depth <= MAX_DEPTH:
+        reason = f"must be an integer between 1 and {MAX_DEPTH}"
+        raise ValidationFailed(
+            f"vector_config.max_hierarchy_depth: {reason} (got {depth!r})",
+            details={"validation_errors": [_error("max_hierarchy_depth", reason, "int_range")]},
+        )
+    return hierarchical, depth
+
+
+def _error(key: str, msg: str, type_: str) -> dict[str, Any]:
+    return {"loc": ["vector_config", key], "msg": msg, "type": type_}
 
 
 def attribute_settings(raw: dict[str, Any]) -> dict[str, Any]:

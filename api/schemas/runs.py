@@ -145,7 +145,8 @@ def execution_result(
     for k in ("started_at", "completed_at"):
         if run.get(k) is not None:
             out[k] = iso(run[k])
-    for k in ("params_used", "sampling", "reduction", "hierarchy_relationships", *MULTI_RUN_KEYS):
+    passed_through = ("params_used", "sampling", "reduction", "hierarchy_relationships", "hierarchy")
+    for k in (*passed_through, *MULTI_RUN_KEYS):
         if run.get(k) is not None:
             out[k] = run[k]
     for k in (
