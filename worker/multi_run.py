@@ -18,10 +18,12 @@ import pyarrow as pa
 from core import admission, artifacts, multifeature, preprocess
 from core.algorithms import get_algorithm, validate_params
 from core.errors import RunDataError
+from core.layout import Layout
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, reduce_for_fit, run_pipeline
 from core.store import collections
 from core.store.multi_vectors import iter_multi_vector_batches
 from core.vectors import VectorRows, resolve_vector_name
+from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
 from worker.stages import Progress, document_filter, sample_indices
@@ -162,6 +164,7 @@ async def run_multi_vector(
         "multi_feature_strategy": strategy,
         "feature_dimensions": {u: int(b.shape[1]) for u, b in zip(pulled.names, blocks, strict=True)},
     }
+    layout: Layout | None = None
     if strategy == "independent":
         results = []
         step = 0.6 / len(blocks)
@@ -204,6 +207,8 @@ async def run_multi_vector(
         pconf.normalize = False  # the blocks are normalised (and weighted) already
         primary = await asyncio.to_thread(run_pipeline, X, pconf, scaled(0.4 if learning else 0.3, 0.9), lost)
         results = [primary]
+        # the scatter of the combined space (independent runs have one per feature: none drawn)
+        layout = await layout_stage.compute(rt, run, X, doc_ids, progress)
     run_labels = [await label_clusters(rt, run, r, doc_ids, col_ids, progress) for r in results]
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
@@ -233,13 +238,16 @@ async def run_multi_vector(
         "sampling": sampling,
         "reduction": primary.reduction,
         **extra,
+        **layout_stage.run_fields(cfg, layout, primary),
     }
     errors = list(dict.fromkeys(e for lab in run_labels for e in lab.errors))
     if errors:
         fields["llm_labeling_errors"] = errors
     if cfg.get("save_artifacts", True):
         names = [label for lab in run_labels for label in lab.labels]
-        fields.update(await asyncio.to_thread(_write_artifacts, rt, run, results, doc_ids, col_ids, names))
+        fields.update(
+            await asyncio.to_thread(_write_artifacts, rt, run, results, doc_ids, col_ids, names, layout)
+        )
         fitted = [r.preprocessor for r in results]
         if any(f is not None for f in fitted):
             keep = fitted if strategy == "independent" else fitted[0]
@@ -278,6 +286,7 @@ def _write_artifacts(
     doc_ids: np.ndarray,
     col_ids: np.ndarray,
     labels: list[str],
+    layout: Layout | None = None,
 ) -> dict[str, Any]:
     """clusters.parquet (one row per cluster of every feature: centroids of each feature's own
     length) and members.parquet (one row per document, and per feature for independent runs,
@@ -303,11 +312,16 @@ def _write_artifacts(
         [str(c) for c in col_ids] * repeat,
         member_ids,
         np.concatenate([r.distances for r in results]),
+        coordinates=layout_stage.coordinates(layout),  # one row per document when there is a layout
     )
     clusters_key, members_key = prefix + "clusters.parquet", prefix + "members.parquet"
     artifacts.write_table(rt.artifacts, clusters_key, ctable)
     artifacts.write_table(rt.artifacts, members_key, mtable)
-    return {"parquet_path": clusters_key, "members_key": members_key}
+    return {
+        "parquet_path": clusters_key,
+        "members_key": members_key,
+        **layout_stage.write_projection(rt.artifacts, prefix, layout),
+    }
 
 
 def save_preprocessor(rt: Runtime, run: dict[str, Any], fitted: Any) -> dict[str, Any]:

@@ -102,6 +102,8 @@ def _layout_or_raise(run: dict[str, Any]) -> dict[str, Any]:
         why = "it was executed with defer_visualization=true: execute again without it for coordinates"
     elif not run.get("members_key"):
         why = "it kept no artifacts (ad-hoc runs keep them only with save_artifacts=true)"
+    elif run.get("multi_feature_strategy") == "independent":
+        why = "it clustered each feature on its own (independent): there is no one space to lay out"
     else:
         why = "it was computed before layouts existed: execute the cluster again"
     raise NotFound(f"run '{run_id}' has no visualization coordinates: {why}", code="no_visualization")

@@ -102,6 +102,14 @@ async def test_concatenate_follows_feature_weights(api: Api) -> None:
     assert vec.shape == (13,)
     assert np.linalg.norm(vec[:8]) ** 2 == pytest.approx(1 / 1.05, abs=0.02)
 
+    # the scatter is of the combined space: one point per document, every cluster's centre
+    cid, rid = runs["a"]["cluster_id"], runs["a"]["run_id"]
+    r = await api.client.get(f"/v1/clusters/{cid}/visualization", params={"run_id": rid}, headers=api.h())
+    assert r.status_code == 200, r.text
+    view = r.json()
+    assert len(view["points"]) == 90 and len({p["document_id"] for p in view["points"]}) == 90
+    assert {c["cluster_id"] for c in view["centroids"]} == {c["cluster_id"] for c in runs["a"]["centroids"]}
+
 
 async def test_weighted_learns_the_informative_feature(api: Api) -> None:
     n = 90
