@@ -157,9 +157,12 @@ def run_pipeline(
     config: PipelineConfig,
     progress: Progress | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    on_normalized: Callable[[np.ndarray], None] | None = None,
 ) -> PipelineResult:
     """Cluster `X` per `config`; calls `progress(stage, fraction)` after each stage and checks
-    `should_cancel()` before each one, raising RunCanceled."""
+    `should_cancel()` before each one, raising RunCanceled. `on_normalized(X)` gets the matrix
+    the algorithm is about to fit (validated, normalised; read it, never write it): a caller may
+    start work that needs no labels, which then overlaps the fit."""
     spec = get_algorithm(config.algorithm)
     stages = iter(STAGES)
 
@@ -182,6 +185,8 @@ def run_pipeline(
         # in place only on a matrix the pipeline made itself or was handed to own
         X = l2_normalize(X, in_place=config.owns_input or X is not given, sq_norms=sq_norms)
     step()
+    if on_normalized is not None:
+        on_normalized(X)
 
     check("fit")
     preprocessor = None

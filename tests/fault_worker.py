@@ -24,7 +24,7 @@ from typing import Any
 def _faulty(real: Any, fault: str) -> Any:
     kind, _, arg = fault.partition(":")
 
-    def run_pipeline(X: Any, config: Any, progress: Any = None, should_cancel: Any = None) -> Any:
+    def run_pipeline(X: Any, config: Any, progress: Any = None, *more: Any) -> Any:
         if kind == "poison":
             os.kill(os.getpid(), signal.SIGKILL)
         if kind == "hog":  # more than the test's memory limit, less than this machine's RAM
@@ -44,7 +44,7 @@ def _faulty(real: Any, fault: str) -> Any:
             deadline = time.monotonic() + float(arg)
             while time.monotonic() < deadline:
                 time.sleep(0.05)
-        return real(X, config, progress, should_cancel)
+        return real(X, config, progress, *more)
 
     return run_pipeline
 

@@ -7,8 +7,11 @@ Skipped (no coordinates) when the run keeps no artifacts or asks for `defer_visu
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,10 +40,52 @@ async def compute(
 ) -> Layout | None:
     """The run's layout over `X` (the run's own matrix: normalised in place when the run
     normalises, a no-op when the pipeline already did). None when the run skips it."""
+    job = await prepare(rt, run)
+    if job is None:
+        return None
+    await progress.checkpoint("layout", 0.9)
+    cfg = run["config"]
+    return await asyncio.to_thread(
+        lambda: job(l2_normalize(X, in_place=True) if cfg.get("normalize_features", True) else X, doc_ids)
+    )
+
+
+class Overlapped:
+    """A layout computed in a thread of its own while the algorithm fits: the layout needs no
+    labels, and the fit leaves a core idle for part of its time (k-means++ seeding runs on one
+    BLAS thread). `start` is the pipeline's `on_normalized` hook; `result` waits for it."""
+
+    def __init__(self, job: Callable[[np.ndarray, np.ndarray], Layout] | None, doc_ids: np.ndarray):
+        self.job, self.doc_ids = job, doc_ids
+        self.future: concurrent.futures.Future[Layout] | None = None
+
+    def start(self, X: np.ndarray) -> None:
+        if self.job is None:
+            return
+        self.future = concurrent.futures.Future()
+        threading.Thread(target=self._work, args=(X,), name="clusterd-layout", daemon=True).start()
+
+    def _work(self, X: np.ndarray) -> None:
+        assert self.future is not None and self.job is not None
+        try:
+            self.future.set_result(self.job(X, self.doc_ids))
+        except BaseException as exc:  # re-raised in the run by result()
+            self.future.set_exception(exc)
+
+    async def result(self, progress: Progress) -> Layout | None:
+        if self.future is None:
+            return None
+        await progress.checkpoint("layout", 0.9)
+        return await asyncio.wrap_future(self.future)
+
+
+async def prepare(rt: Runtime, run: dict[str, Any]) -> Callable[[np.ndarray, np.ndarray], Layout] | None:
+    """What the run's layout needs besides the matrix (the previous run's layout for
+    `layout_stability`), read now; the returned job(X, doc_ids) is pure CPU. None when the run
+    skips the layout."""
     cfg = run["config"]
     if not wanted(cfg):
         return None
-    await progress.checkpoint("layout", 0.9)
     mode = cfg.get("layout_stability")
     previous = None
     if mode in ("transform", "align"):
@@ -51,13 +96,12 @@ async def compute(
             previous = await asyncio.to_thread(_read_previous, rt.artifacts, prev, mode)
     k = int(cfg.get("vis_n_components") or 2)
 
-    def work() -> Layout:
-        Xn = l2_normalize(X, in_place=True) if cfg.get("normalize_features", True) else X
+    def job(X: np.ndarray, doc_ids: np.ndarray) -> Layout:
         return compute_layout(
-            Xn, k, seed=int(cfg.get("seed", 42)), mode=mode, previous=previous, document_ids=doc_ids
+            X, k, seed=int(cfg.get("seed", 42)), mode=mode, previous=previous, document_ids=doc_ids
         )
 
-    return await asyncio.to_thread(work)
+    return job
 
 
 def _read_previous(store: ArtifactStore, prev: dict[str, Any], mode: str) -> Previous:

@@ -101,9 +101,13 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
         progress.from_thread(stage, 0.3 + 0.6 * fraction)
 
-    result: PipelineResult = await asyncio.to_thread(run_pipeline, X, pconf, scaled, lambda: progress.lost)
+    # the layout needs no labels: it is computed beside the fit (worker.layout_stage.Overlapped)
+    overlapped = layout_stage.Overlapped(await layout_stage.prepare(rt, run), doc_ids)
+    result: PipelineResult = await asyncio.to_thread(
+        run_pipeline, X, pconf, scaled, lambda: progress.lost, overlapped.start
+    )
     labels = await label_clusters(rt, run, result, doc_ids, col_ids, progress)  # worker.labeling
-    layout = await layout_stage.compute(rt, run, X, doc_ids, progress)
+    layout = await overlapped.result(progress)
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
     centroids = _centroid_records(result, doc_ids, col_ids)

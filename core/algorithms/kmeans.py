@@ -118,7 +118,9 @@ def _fit(X: np.ndarray, p: KMeansParams, n_clusters: int, seed: int) -> Fitted:
         max_iter=p.max_iter,
         tol=p.tol,
         random_state=random_state,
-        copy_x=p.copy_x,
+        # always copy (X is at most 1M cells here): with copy_x=False scikit-learn centres X in
+        # place during the fit, and the run's layout reads X at the same time (worker.layout_stage)
+        copy_x=True,
         algorithm=p.algorithm,
         # `verbose` is accepted for wire compatibility but not passed: sklearn would print to stdout.
     )

@@ -39,13 +39,13 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     can be watched following it; set, runs go through."""
     event = threading.Event()
     event.set()
-    original = layout_stage.compute
+    original = layout_stage.Overlapped.result
 
     async def gated(*args: Any, **kw: Any) -> Any:
         await asyncio.to_thread(event.wait, 30)
         return await original(*args, **kw)
 
-    monkeypatch.setattr(layout_stage, "compute", gated)
+    monkeypatch.setattr(layout_stage.Overlapped, "result", gated)
     return event
 
 
@@ -241,7 +241,7 @@ def test_special_runs_user_data_and_server_down(
         async def broken(*args: Any, **kw: Any) -> Any:
             raise RunDataError(f"vectors unusable {XSS}")
 
-        monkeypatch.setattr(layout_stage, "compute", broken)
+        monkeypatch.setattr(layout_stage.Overlapped, "result", broken)
         r = c.post(f"/v1/clusters/{cluster_id}/execute", headers=H)
         failed = wait_run(c, cluster_id, r.json()["additional_data"]["run_id"])
         assert failed["status"] == "failed", failed
