@@ -20,13 +20,12 @@ from core.algorithms import get_algorithm, validate_params
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, reduce_for_fit, run_pipeline
-from core.store import collections
 from core.store.multi_vectors import iter_multi_vector_batches
 from core.vectors import VectorRows, resolve_vector_name
 from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
-from worker.stages import Progress, document_filter, sample_indices
+from worker.stages import Progress, initial_rows, pull_scope, sample_indices
 from worker.vector_run import _centroid_records
 
 PREPROCESSOR_NAME = "preprocessor.pkl"
@@ -65,21 +64,12 @@ class MultiPulled:
 
 
 async def pull_multi(rt: Runtime, run: dict[str, Any], progress: Progress) -> MultiPulled:
-    from core.store import documents
-
     cfg = run["config"]
     ns = run["namespace_id"]
     out = MultiPulled(names=list(cfg["feature_names"]))
-    match = document_filter(cfg)
-    out.source_documents = await documents.count_matching(
-        rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match
-    )
+    match, out.source_documents, scope = await pull_scope(rt, run)
     seen = 0
-    for cid in cfg["collection_ids"]:
-        col = await collections.find(rt.db, ns=ns, ident=cid)
-        if col is None:
-            raise RunDataError(f"collection '{cid}' no longer exists")
-        dims_by_name = collections.dimensions_of(col)
+    for cid, dims_by_name in scope:
         names = [resolve_vector_name(u, set(dims_by_name)) for u in out.names]
         if any(n is None for n in names):
             continue  # a feature is missing from this whole collection: all of it is index gap
@@ -93,8 +83,7 @@ async def pull_multi(rt: Runtime, run: dict[str, Any], progress: Progress) -> Mu
             )
         out.dimensions = dims
         if out.rows is None:
-            expected = max(0, out.source_documents - seen)
-            capacity = expected + max(rt.settings.pull_batch_size, expected // 64)
+            capacity = initial_rows(out.source_documents, seen, rt.settings.pull_batch_size)
             out.rows = [VectorRows(d, capacity) for d in dims]
         async for ids, blobs, skipped in iter_multi_vector_batches(
             rt.db,

@@ -82,3 +82,31 @@ def document_filter(cfg: dict[str, Any]) -> dict[str, Any]:
         return compile_filter(cfg.get("filters"), schema=DOCUMENT_SCHEMA, where="filters")
     except ClusterdError as exc:
         raise RunDataError(exc.message) from None
+
+
+Scope = list[tuple[str, dict[str, int]]]  # (collection id, its vector dimensions by name)
+
+
+async def pull_scope(rt: Runtime, run: dict[str, Any]) -> tuple[dict[str, Any], int, Scope]:
+    """What a vector pull reads: (the run's compiled pre-filter, how many documents of its
+    collections match it, [(collection id, its vector dimensions by name)] in run order). A
+    collection deleted since the run was queued fails the run."""
+    from core.store import collections, documents
+
+    cfg, ns = run["config"], run["namespace_id"]
+    match = document_filter(cfg)
+    source = await documents.count_matching(rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match)
+    scope = []
+    for cid in cfg["collection_ids"]:
+        col = await collections.find(rt.db, ns=ns, ident=cid)
+        if col is None:
+            raise RunDataError(f"collection '{cid}' no longer exists")
+        scope.append((cid, collections.dimensions_of(col)))
+    return match, source, scope
+
+
+def initial_rows(source_documents: int, seen: int, batch_size: int) -> int:
+    """Rows to allocate for a pull's matrix: the documents still to come, plus headroom for those
+    written since the count (rows never written cost no memory)."""
+    expected = max(0, source_documents - seen)
+    return expected + max(batch_size, expected // 64)

@@ -15,12 +15,12 @@ from core.centroids import cluster_members
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
-from core.store import collections, documents
+from core.store import documents
 from core.vectors import VectorRows, encode, resolve_vector_name
 from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
-from worker.stages import Progress, document_filter, sample_indices
+from worker.stages import Progress, initial_rows, pull_scope, sample_indices
 
 REPRESENTATIVES = 5
 
@@ -152,16 +152,9 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
     cfg = run["config"]
     ns = run["namespace_id"]
     out = Pulled()
-    match = document_filter(cfg)
-    out.source_documents = await documents.count_matching(
-        rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match
-    )
+    match, out.source_documents, scope = await pull_scope(rt, run)
     seen = 0
-    for cid in cfg["collection_ids"]:
-        col = await collections.find(rt.db, ns=ns, ident=cid)
-        if col is None:
-            raise RunDataError(f"collection '{cid}' no longer exists")
-        dims_by_name = collections.dimensions_of(col)
+    for cid, dims_by_name in scope:
         name = resolve_vector_name(cfg["feature_name"], set(dims_by_name))
         if name is None:
             continue  # nothing in this collection has that vector: all of it is index gap
@@ -172,9 +165,8 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
                 f"but {out.dimensions} elsewhere"
             )
         out.dimensions = dims
-        if out.rows is None:  # sized by the count; rows never written cost no memory
-            expected = max(0, out.source_documents - seen)
-            out.rows = VectorRows(dims, expected + max(rt.settings.pull_batch_size, expected // 64))
+        if out.rows is None:  # sized by the count
+            out.rows = VectorRows(dims, initial_rows(out.source_documents, seen, rt.settings.pull_batch_size))
         async for ids, blobs, skipped in documents.iter_vector_batches(
             rt.db,
             ns=ns,
