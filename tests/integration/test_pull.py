@@ -300,6 +300,15 @@ async def test_pull_orders_collections_and_counts_the_gap(rt: Runtime) -> None:
     assert list(doc_ids[1:3]) == ["d000", "d000"] and list(col_ids[1:3]) == sorted([c1, c2])
 
 
+async def test_a_collection_deleted_before_the_pull_fails_the_run(rt: Runtime) -> None:
+    from core.errors import RunDataError
+
+    c1 = await make_collection(rt.db, "c1")
+    await put(rt.db, c1, ["d001", "d002"])
+    with pytest.raises(RunDataError, match="collection 'col_gone' no longer exists"):
+        await _pull(rt, run_of([c1, "col_gone"]), NoProgress())  # type: ignore[arg-type]
+
+
 async def test_pull_with_a_filter(rt: Runtime) -> None:
     c1 = await make_collection(rt.db, "c1")
     await put(rt.db, c1, [f"x{i}" for i in range(10)], tag=1)
