@@ -101,11 +101,6 @@ class PipelineResult:
     hierarchy: Hierarchy | None = None  # hierarchical runs: labels are then each point's leaf
 
 
-def validate_input(X: np.ndarray) -> np.ndarray:
-    """Return `X` as a float32 (N, D) array, or raise RunDataError naming what is wrong."""
-    return checked_input(X)[0]
-
-
 def checked_input(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(`X` as float32 (N, D), its rows' squared norms) or RunDataError naming what is wrong.
 

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from core.artifacts import COORDINATE_COLUMNS, ArtifactStore
 from core.layout import Layout, Previous, Projection, centroid_coordinates, compute_layout
-from core.pipeline import PipelineResult, l2_normalize
+from core.pipeline import PipelineResult
 from core.store import completed_runs
 from worker.runtime import Runtime
 from worker.stages import Progress
@@ -33,21 +33,6 @@ DEFERRED = "defer_visualization: no coordinates were computed for this run"
 
 def wanted(cfg: dict[str, Any]) -> bool:
     return bool(cfg.get("save_artifacts", True)) and not cfg.get("defer_visualization")
-
-
-async def compute(
-    rt: Runtime, run: dict[str, Any], X: np.ndarray, doc_ids: np.ndarray, progress: Progress
-) -> Layout | None:
-    """The run's layout over `X` (the run's own matrix: normalised in place when the run
-    normalises, a no-op when the pipeline already did). None when the run skips it."""
-    job = await prepare(rt, run)
-    if job is None:
-        return None
-    await progress.checkpoint("layout", 0.9)
-    cfg = run["config"]
-    return await asyncio.to_thread(
-        lambda: job(l2_normalize(X, in_place=True) if cfg.get("normalize_features", True) else X, doc_ids)
-    )
 
 
 class Overlapped:

@@ -8,6 +8,7 @@ Also the preprocessor artifact of any run with explicit preprocessing steps (`sa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,17 +16,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from core import admission, artifacts, multifeature, preprocess
+from core import artifacts, multifeature, preprocess
 from core.algorithms import get_algorithm, validate_params
 from core.errors import RunDataError
 from core.layout import Layout
-from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, reduce_for_fit, run_pipeline
+from core.pipeline import PipelineConfig, PipelineResult, reduce_for_fit, run_pipeline
 from core.store.multi_vectors import iter_multi_vector_batches
 from core.vectors import VectorRows, resolve_vector_name
 from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
-from worker.stages import Progress, initial_rows, pull_scope, sample_indices
+from worker.stages import Progress, initial_rows, pipeline_config, pull_scope, sample_cap, sample_indices
 from worker.vector_run import _centroid_records
 
 PREPROCESSOR_NAME = "preprocessor.pkl"
@@ -118,31 +119,14 @@ async def run_multi_vector(
             f"the vectors {wanted}"
         )
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
-    limit = admission.cap(
-        cfg["algorithm"],
-        params,
-        int(sum(pulled.dimensions or [0])),
-        scale=rt.settings.admission_scale,
-        memory_limit_mb=rt.settings.worker_memory_limit_mb,
-    )
-    cap = limit.points if limit is not None else retrieved
+    cap = sample_cap(rt, cfg, params, int(sum(pulled.dimensions or [0])), retrieved)
     seed = int(cfg["seed"])
     blocks, doc_ids, col_ids, sampling = pulled.arrange(
         sample_size=cfg.get("sample_size"), cap=cap, seed=seed
     )
     normalize = bool(cfg.get("normalize_features", True))
-    pconf = PipelineConfig(
-        algorithm=cfg["algorithm"],
-        params=params,
-        normalize=normalize,
-        seed=seed,
-        compute_metrics=bool(cfg.get("compute_metrics", True)),
-        metrics_sample_size=rt.settings.metrics_sample_size,
-        centroid_method=cfg.get("centroid_method") or "mean",
-        reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
-        owns_input=True,
-        preprocessing=cfg.get("preprocessing") or None,
-    )
+    # multi-feature runs stay flat: the hierarchy is built for single-feature runs only
+    pconf = dataclasses.replace(pipeline_config(rt, cfg, params), hierarchical=False)
     strategy = cfg.get("multi_feature_strategy") or "concatenate"
     lost = lambda: progress.lost  # noqa: E731
 
@@ -194,10 +178,12 @@ async def run_multi_vector(
         X = multifeature.combine(blocks, weights, normalize=normalize)
         del blocks
         pconf.normalize = False  # the blocks are normalised (and weighted) already
-        primary = await asyncio.to_thread(run_pipeline, X, pconf, scaled(0.4 if learning else 0.3, 0.9), lost)
+        # the scatter of the combined space, beside the fit (independent runs: none drawn)
+        overlapped = layout_stage.Overlapped(await layout_stage.prepare(rt, run), doc_ids)
+        bar = scaled(0.4 if learning else 0.3, 0.9)
+        primary = await asyncio.to_thread(run_pipeline, X, pconf, bar, lost, overlapped.start)
         results = [primary]
-        # the scatter of the combined space (independent runs have one per feature: none drawn)
-        layout = await layout_stage.compute(rt, run, X, doc_ids, progress)
+        layout = await overlapped.result(progress)
     run_labels = [await label_clusters(rt, run, r, doc_ids, col_ids, progress) for r in results]
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from core.errors import ClusterdError, RunDataError
-from core.pipeline import RunCanceled
+from core.pipeline import REDUCE_ABOVE, PipelineConfig, RunCanceled
 from core.store import executions
 from worker.runtime import Runtime
 
@@ -110,3 +111,37 @@ def initial_rows(source_documents: int, seen: int, batch_size: int) -> int:
     written since the count (rows never written cost no memory)."""
     expected = max(0, source_documents - seen)
     return expected + max(batch_size, expected // 64)
+
+
+def sample_cap(rt: Runtime, cfg: dict[str, Any], params: BaseModel, dimensions: int, retrieved: int) -> int:
+    """Points the run may cluster: the API admitted it (core.admission), but documents written
+    since may exceed the algorithm's cap, and the run then samples down to it."""
+    from core import admission
+
+    limit = admission.cap(
+        cfg["algorithm"],
+        params,
+        dimensions,
+        scale=rt.settings.admission_scale,
+        memory_limit_mb=rt.settings.worker_memory_limit_mb,
+    )
+    return limit.points if limit is not None else retrieved
+
+
+def pipeline_config(rt: Runtime, cfg: dict[str, Any], params: BaseModel) -> PipelineConfig:
+    """The pipeline's settings from a run's frozen config; the pulled matrix is the run's own, so
+    the pipeline may normalise it in place."""
+    return PipelineConfig(
+        algorithm=cfg["algorithm"],
+        params=params,
+        normalize=bool(cfg.get("normalize_features", True)),
+        seed=int(cfg["seed"]),
+        compute_metrics=bool(cfg.get("compute_metrics", True)),
+        metrics_sample_size=rt.settings.metrics_sample_size,
+        centroid_method=cfg.get("centroid_method") or "mean",
+        reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
+        owns_input=True,
+        preprocessing=cfg.get("preprocessing") or None,
+        hierarchical=bool(cfg.get("hierarchical")),
+        max_hierarchy_depth=int(cfg.get("max_hierarchy_depth") or 3),
+    )

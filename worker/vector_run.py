@@ -9,18 +9,18 @@ from typing import Any
 
 import numpy as np
 
-from core import admission, artifacts
+from core import artifacts
 from core.algorithms import validate_params
 from core.centroids import cluster_members
 from core.errors import RunDataError
 from core.layout import Layout
-from core.pipeline import REDUCE_ABOVE, PipelineConfig, PipelineResult, run_pipeline
+from core.pipeline import PipelineResult, run_pipeline
 from core.store import documents
 from core.vectors import VectorRows, encode, resolve_vector_name
 from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
-from worker.stages import Progress, initial_rows, pull_scope, sample_indices
+from worker.stages import Progress, initial_rows, pipeline_config, pull_scope, sample_cap, sample_indices
 
 REPRESENTATIVES = 5
 
@@ -71,32 +71,11 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
             f"'{cfg['feature_name']}'"
         )
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
-    # the API admitted the run (core.admission); documents written since may exceed the cap: sample
-    limit = admission.cap(
-        cfg["algorithm"],
-        params,
-        int(pulled.dimensions or 0),
-        scale=rt.settings.admission_scale,
-        memory_limit_mb=rt.settings.worker_memory_limit_mb,
-    )
-    cap = limit.points if limit is not None else retrieved
+    cap = sample_cap(rt, cfg, params, int(pulled.dimensions or 0), retrieved)
     X, doc_ids, col_ids, sampling = pulled.arrange(
         sample_size=cfg.get("sample_size"), cap=cap, seed=int(cfg["seed"])
     )
-    pconf = PipelineConfig(
-        algorithm=cfg["algorithm"],
-        params=params,
-        normalize=bool(cfg.get("normalize_features", True)),
-        seed=int(cfg["seed"]),
-        compute_metrics=bool(cfg.get("compute_metrics", True)),
-        metrics_sample_size=rt.settings.metrics_sample_size,
-        centroid_method=cfg.get("centroid_method") or "mean",
-        reduce_above=REDUCE_ABOVE if cfg.get("reduce", True) else None,
-        owns_input=True,  # the pulled matrix is the run's own: normalise it in place
-        preprocessing=cfg.get("preprocessing") or None,
-        hierarchical=bool(cfg.get("hierarchical")),
-        max_hierarchy_depth=int(cfg.get("max_hierarchy_depth") or 3),
-    )
+    pconf = pipeline_config(rt, cfg, params)
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
         progress.from_thread(stage, 0.3 + 0.6 * fraction)

@@ -108,11 +108,9 @@ async def insert_one(db: Database, record: dict[str, Any]) -> None:
 
 
 async def ensure_absent(db: Database, *, ns: str, collection_id: str, document_id: str) -> None:
-    store = embedded.writable_store(db.documents)
-    if store is not None:  # the embedded store holds documents only under their record_id
-        key = record_id(ns=ns, collection_id=collection_id, document_id=document_id)
-        exists = key in store._documents
-    else:
+    key = record_id(ns=ns, collection_id=collection_id, document_id=document_id)
+    exists = embedded.has_id(db.documents, key)  # the embedded store keys documents by record_id
+    if exists is None:
         q = {"namespace_id": ns, "collection_id": collection_id, "document_id": document_id}
         exists = await db.documents.find_one(q, {"_id": 1}) is not None
     if exists:

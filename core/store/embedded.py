@@ -103,6 +103,13 @@ def writable_store(collection: Any) -> Any | None:
     return store
 
 
+def has_id(collection: Any, key: Any) -> bool | None:
+    """Whether a document is stored under `_id` `key` (a dict lookup, where mongomock's find_one
+    scans the collection); None when the store is not `writable_store`."""
+    store = writable_store(collection)
+    return None if store is None else key in store._documents
+
+
 def delete_matching(collection: Any, *, scope: Scope) -> int | None:
     """Delete the stored documents `matching(collection, scope=scope)` selects and return how
     many; None when the store is not `writable_store` (then the caller uses delete_many:
