@@ -10,15 +10,13 @@ from typing import Any
 import mixpeek
 import numpy as np
 import pytest
-from mixpeek.models.byo_upsert_request import BYOUpsertRequest
-from mixpeek.models.create_collection_request import CreateCollectionRequest
 from mixpeek.models.execute_cluster_by_id_request import ExecuteClusterByIdRequest
 
 from core import admission
 from tests.conftest import ADMIN_KEY, Api, blobs, free_port, serve_asgi, serve_uvicorn
 from tests.e2e.run_helpers import assert_error, get_run, wait_status, worker
 from tests.e2e.test_patterns import with_patterns
-from tests.e2e.test_sdk import sdk_kmeans_cluster
+from tests.e2e.test_sdk import sdk_collection, sdk_kmeans_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -234,17 +232,9 @@ def test_the_sdk_reads_the_refusal(make_settings: Any) -> None:
     with serve_uvicorn(settings) as (url, _):
         cfg = mixpeek.Configuration(host=url, access_token=ADMIN_KEY, api_key={"NamespaceHeader": "sdk-ns"})
         client = mixpeek.ApiClient(cfg)
-        col = mixpeek.CollectionsApi(client).create_collection(
-            CreateCollectionRequest.from_dict(
-                {"collection_name": "sdk-admit", "source": {"type": "direct_upsert"}}
-            )
-        )
-        docs = [{"document_id": f"p{i:03d}", "vectors": {"emb": x.tolist()}} for i, x in enumerate(blobs())]
-        mixpeek.BYODocumentsApi(client).upsert_documents_byo_namespaces(
-            "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs})
-        )
+        collection_id = sdk_collection(client, "sdk-admit", blobs())
         clusters = mixpeek.ClustersApi(client)
-        meta = sdk_kmeans_cluster(clusters, col.collection_id, k=3)
+        meta = sdk_kmeans_cluster(clusters, collection_id, k=3)
         with pytest.raises(mixpeek.exceptions.UnprocessableEntityException) as exc:
             clusters.execute_clustering_clusters(meta.cluster_id)
         assert exc.value.status == 422

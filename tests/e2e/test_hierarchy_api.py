@@ -11,16 +11,14 @@ from typing import Any
 import mixpeek
 import numpy as np
 import pytest
-from mixpeek.models.byo_upsert_request import BYOUpsertRequest
 from mixpeek.models.cluster_execution_result import ClusterExecutionResult
 from mixpeek.models.cluster_metadata import ClusterMetadata
 from mixpeek.models.create_cluster_request import CreateClusterRequest
-from mixpeek.models.create_collection_request import CreateCollectionRequest
 
 from core import artifacts
 from tests.conftest import Api
 from tests.e2e.run_helpers import assert_error
-from tests.e2e.test_sdk import sdk
+from tests.e2e.test_sdk import sdk, sdk_collection
 from tests.unit.test_hierarchy_split import nested
 
 pytestmark = pytest.mark.e2e
@@ -197,21 +195,13 @@ async def test_hierarchy_settings_are_validated(api: Api) -> None:
 
 def test_sdk_hierarchical_cluster(live_server: str) -> None:
     client = sdk(live_server)
-    col = mixpeek.CollectionsApi(client).create_collection(
-        CreateCollectionRequest.from_dict(
-            {"collection_name": "sdk-nested", "source": {"type": "direct_upsert"}}
-        )
-    )
     X, _ = nested()
-    docs = [{"document_id": f"p{i:03d}", "vectors": {"emb": x.tolist()}} for i, x in enumerate(X)]
-    mixpeek.BYODocumentsApi(client).upsert_documents_byo_namespaces(
-        "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs})
-    )
+    collection_id = sdk_collection(client, "sdk-nested", X)
     clusters = mixpeek.ClustersApi(client)
     meta = clusters.create_cluster(
         CreateClusterRequest.from_dict(
             {
-                "collection_ids": [col.collection_id],
+                "collection_ids": [collection_id],
                 "cluster_name": "sdk-hier",
                 "vector_config": {
                     "clustering_method": "kmeans",

@@ -22,6 +22,19 @@ def sdk(url: str, namespace: str = "sdk-ns") -> mixpeek.ApiClient:
     return mixpeek.ApiClient(cfg)
 
 
+def sdk_collection(client: mixpeek.ApiClient, name: str, X: Any, prefix: str = "p") -> str:
+    """Create collection `name` through the SDK and upsert one document per row of `X` (ids
+    `<prefix>000`…, vector `emb`) into namespace sdk-ns; returns the collection id."""
+    col = mixpeek.CollectionsApi(client).create_collection(
+        CreateCollectionRequest.from_dict({"collection_name": name, "source": {"type": "direct_upsert"}})
+    )
+    docs = [{"document_id": f"{prefix}{i:03d}", "vectors": {"emb": x.tolist()}} for i, x in enumerate(X)]
+    mixpeek.BYODocumentsApi(client).upsert_documents_byo_namespaces(
+        "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs})
+    )
+    return str(col.collection_id)
+
+
 def sdk_kmeans_cluster(
     clusters: mixpeek.ClustersApi,
     collection_id: str,

@@ -12,14 +12,12 @@ import httpx
 import mixpeek
 import pyarrow.parquet as pq
 import pytest
-from mixpeek.models.byo_upsert_request import BYOUpsertRequest
-from mixpeek.models.create_collection_request import CreateCollectionRequest
 from mixpeek.models.patch_execution_labels_request import PatchExecutionLabelsRequest
 from mixpeek.models.patch_execution_run_name_request import PatchExecutionRunNameRequest
 
 from api.main import embedded_worker
 from tests.conftest import ADMIN_KEY, blobs, free_port, serve_uvicorn
-from tests.e2e.test_sdk import sdk, sdk_kmeans_cluster
+from tests.e2e.test_sdk import sdk, sdk_collection, sdk_kmeans_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -44,18 +42,10 @@ def wait(runs: mixpeek.ClusterExecutionsApi, cluster_id: str, run_id: str) -> An
 def test_sdk_cancel_labels_name_export_and_analytics(idle_server: tuple[str, Any]) -> None:
     url, app = idle_server
     client = sdk(url)
-    col = mixpeek.CollectionsApi(client).create_collection(
-        CreateCollectionRequest.from_dict(
-            {"collection_name": "sdk-points", "source": {"type": "direct_upsert"}}
-        )
-    )
     X = blobs(n_per=20)
-    docs = [{"document_id": f"p{i:03d}", "vectors": {"emb": x.tolist()}} for i, x in enumerate(X)]
-    mixpeek.BYODocumentsApi(client).upsert_documents_byo_namespaces(
-        "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs})
-    )
+    collection_id = sdk_collection(client, "sdk-points", X)
     clusters = mixpeek.ClustersApi(client)
-    meta = sdk_kmeans_cluster(clusters, col.collection_id, name="sdk-runs", k=3)
+    meta = sdk_kmeans_cluster(clusters, collection_id, name="sdk-runs", k=3)
     runs = mixpeek.ClusterExecutionsApi(client)
 
     # cancel a pending run (no worker yet)
@@ -71,7 +61,7 @@ def test_sdk_cancel_labels_name_export_and_analytics(idle_server: tuple[str, Any
         run_id = clusters.execute_clustering_clusters(meta.cluster_id).additional_data["run_id"]
         done = wait(runs, meta.cluster_id, run_id)
         # a run that fails validation: more clusters than points
-        other = sdk_kmeans_cluster(clusters, col.collection_id, name="sdk-fails", k=500)
+        other = sdk_kmeans_cluster(clusters, collection_id, name="sdk-fails", k=500)
         bad = clusters.execute_clustering_clusters(other.cluster_id).additional_data["run_id"]
         assert wait(runs, other.cluster_id, bad).status == "failed"
     assert done.status == "completed"

@@ -7,13 +7,11 @@ import time
 
 import mixpeek
 import pytest
-from mixpeek.models.byo_upsert_request import BYOUpsertRequest
-from mixpeek.models.create_collection_request import CreateCollectionRequest
 from mixpeek.models.execute_cluster_by_id_request import ExecuteClusterByIdRequest
 from mixpeek.models.patch_execution_labels_request import PatchExecutionLabelsRequest
 
 from tests.conftest import blobs
-from tests.e2e.test_sdk import sdk, sdk_kmeans_cluster
+from tests.e2e.test_sdk import sdk, sdk_collection, sdk_kmeans_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -30,19 +28,11 @@ def wait(runs: mixpeek.ClusterExecutionsApi, cluster_id: str, run_id: str) -> mi
 
 def test_sdk_groups_and_visualization(live_server: str) -> None:
     client = sdk(live_server)
-    col = mixpeek.CollectionsApi(client).create_collection(
-        CreateCollectionRequest.from_dict(
-            {"collection_name": "sdk-views", "source": {"type": "direct_upsert"}}
-        )
-    )
     X = blobs(n_per=25)
-    docs = [{"document_id": f"v{i:03d}", "vectors": {"emb": x.tolist()}} for i, x in enumerate(X)]
-    mixpeek.BYODocumentsApi(client).upsert_documents_byo_namespaces(
-        "sdk-ns", BYOUpsertRequest.from_dict({"collection_id": col.collection_id, "documents": docs})
-    )
+    collection_id = sdk_collection(client, "sdk-views", X, prefix="v")
     clusters = mixpeek.ClustersApi(client)
     runs = mixpeek.ClusterExecutionsApi(client)
-    meta = sdk_kmeans_cluster(clusters, col.collection_id, name="sdk-views", k=3)
+    meta = sdk_kmeans_cluster(clusters, collection_id, name="sdk-views", k=3)
     with pytest.raises(mixpeek.exceptions.NotFoundException) as exc:
         clusters.get_cluster_groups(meta.cluster_id)
     assert exc.value.status == 404 and exc.value.data is not None  # ErrorResponse parsed
