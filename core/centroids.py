@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
 
 CENTROID_METHODS: tuple[str, ...] = ("mean", "median", "medoid")
 
 # Exact medoids cost O(m^2) per cluster; above this size use the member nearest the mean.
 MEDOID_EXACT_MAX = 2048
 _CHUNK = 8192  # rows per temporary: 25 MB at D=768, so the peak stays near the matrix itself
-_SUM_CHUNK = 1024  # rows per float64 one-hot product (larger chunks measured slower: cache)
 
 
 def cluster_members(labels: np.ndarray, cluster_labels: np.ndarray) -> list[np.ndarray]:
@@ -129,50 +127,23 @@ class MeanGeometry:
     cosines: np.ndarray  # float32 (N,)
 
 
-def mean_geometry(X: np.ndarray, labels: np.ndarray) -> MeanGeometry:
+def mean_geometry(X: np.ndarray, labels: np.ndarray, threads: int | None = None) -> MeanGeometry:
     """Mean centroids, distances and cosines (as `compute_centroids` + `point_stats`) in two
-    passes: float64 cluster sums by a sparse one-hot product per chunk, then one chunked pass
-    for the distance and the cosine of every point."""
+    compiled passes over X (core.row_kernels), each shared out over `threads` (default: the BLAS
+    thread count of this process): float64 cluster sums, then every point's distance and cosine."""
+    from core import row_kernels
+    from core.scores import workers
+
     labels = np.asarray(labels)
+    threads = threads or workers()
     cluster_labels = np.unique(labels[labels != -1]).astype(np.int64)
     idx = _centroid_index(labels, cluster_labels)
-    k, (n, dim) = len(cluster_labels), X.shape
+    k = len(cluster_labels)
     counts = np.bincount(idx[idx >= 0], minlength=k).astype(np.int64)
-    totals = np.zeros((k, dim), dtype=np.float64)
-    for a in range(0, n, _SUM_CHUNK):
-        b = min(n, a + _SUM_CHUNK)
-        own = idx[a:b]
-        cols = np.flatnonzero(own >= 0)
-        if cols.size:
-            onehot = sparse.csr_matrix((np.ones(cols.size), (own[cols], cols)), shape=(k, b - a))
-            totals += onehot @ X[a:b]  # float64 one-hot: the rows are summed in float64
+    totals = row_kernels.cluster_sums(X, idx, k, threads)
     centroids64 = totals / np.maximum(counts, 1)[:, None]
     centroids = centroids64.astype(np.float32)
-    sq = np.full(n, np.nan, dtype=np.float64)
-    dist = np.full(n, np.nan, dtype=np.float32)
-    cos = np.full(n, np.nan, dtype=np.float32)
-    c_norm = np.linalg.norm(centroids, axis=1)
-    buf = np.empty((min(n, _CHUNK), dim), dtype=np.float32)
-    for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        own = idx[start:stop]
-        rows: slice | np.ndarray
-        if (own >= 0).all():  # the common case: a slice, not a copy of the rows
-            rows = slice(start, stop)
-        else:
-            rows = np.flatnonzero(own >= 0) + start
-            own = idx[rows]
-            if not own.size:
-                continue
-        pts = X[rows]
-        cents = np.take(centroids, own, axis=0, out=buf[: own.size])
-        dots = np.einsum("ij,ij->i", pts, cents)
-        denom = np.sqrt(np.einsum("ij,ij->i", pts, pts)) * c_norm[own]
-        cos[rows] = np.clip(np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0), -1.0, 1.0)
-        np.subtract(pts, cents, out=cents)
-        d2 = np.einsum("ij,ij->i", cents, cents)
-        sq[rows] = d2
-        dist[rows] = np.sqrt(d2)
+    sq, dist, cos = row_kernels.point_geometry(X, idx, centroids, threads)
     return MeanGeometry(cluster_labels, counts, centroids, centroids64, sq, dist, cos)
 
 

@@ -102,11 +102,14 @@ class PipelineResult:
 
 
 def checked_input(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(`X` as float32 (N, D), its rows' squared norms) or RunDataError naming what is wrong.
+    """(`X` as float32 (N, D), its rows' float64 squared norms) or RunDataError naming what is wrong.
 
-    One float32 pass finds the norms and, with them, any NaN/inf (they propagate into the sum of
-    squares); no N×D boolean array. A row whose float32 sum of squares overflows (values above
-    ~1e19) is re-checked in float64, where a finite float32 row cannot overflow."""
+    One compiled pass (core.row_kernels) finds the norms and, with them, any NaN/inf (they
+    propagate into the sum of squares, and a float32 value squared cannot overflow float64); no
+    N×D boolean array."""
+    from core import row_kernels
+    from core.scores import workers
+
     X = np.asarray(X)
     if X.ndim != 2:
         raise RunDataError(f"vectors must form a 2-D array (got shape {X.shape})")
@@ -116,35 +119,34 @@ def checked_input(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise RunDataError(f"at least 2 points are needed to cluster (got {X.shape[0]})")
     if X.shape[1] < 1:
         raise RunDataError("vectors have no dimensions")
-    X = X.astype(np.float32, copy=False)
-    with np.errstate(over="ignore", invalid="ignore"):
-        sq = np.einsum("ij,ij->i", X, X)
-    suspect = np.flatnonzero(~np.isfinite(sq))
-    if suspect.size:
-        exact = np.einsum("ij,ij->i", X[suspect], X[suspect], dtype=np.float64)
-        bad = int((~np.isfinite(exact)).sum())
-        if bad:
-            raise RunDataError(f"vectors contain NaN or infinite values ({bad} of {X.shape[0]} points)")
-        sq[suspect] = np.inf  # finite but too large for float32 squares: scaled in float64 below
+    if X.dtype != np.float32 or not X.flags.c_contiguous:
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range: inf
+            X = np.ascontiguousarray(X, dtype=np.float32)
+    sq = row_kernels.sq_norms(X, workers())
+    bad = int((~np.isfinite(sq)).sum())
+    if bad:
+        raise RunDataError(f"vectors contain NaN or infinite values ({bad} of {X.shape[0]} points)")
     return X, sq
 
 
 def l2_normalize(X: np.ndarray, *, in_place: bool = False, sq_norms: np.ndarray | None = None) -> np.ndarray:
     """Unit-length rows; zero rows stay zero (they have no direction to keep). `in_place` scales
     `X` itself (the pipeline owns its matrix: one copy of 293 MB less at 100k×768); `sq_norms`
-    are the rows' squared norms if already known (`checked_input`; inf = too large for float32)."""
+    are the rows' squared norms if already known (`checked_input`)."""
     if sq_norms is None:
-        with np.errstate(over="ignore"):
-            sq_norms = np.einsum("ij,ij->i", X, X)
-    norms = np.sqrt(sq_norms.astype(np.float64))
-    huge = np.flatnonzero(~np.isfinite(norms))
-    if huge.size:
-        norms[huge] = np.sqrt(np.einsum("ij,ij->i", X[huge], X[huge], dtype=np.float64))
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(X.dtype)[:, None]
-    if in_place:
-        X *= scale
+        sq_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    norms = np.sqrt(np.asarray(sq_norms, dtype=np.float64))
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(X.dtype)
+    if in_place and X.dtype == np.float32 and X.flags.c_contiguous:
+        from core import row_kernels
+        from core.scores import workers
+
+        row_kernels.scale_rows(X, scale, workers())
         return X
-    return np.multiply(X, scale)
+    if in_place:
+        X *= scale[:, None]
+        return X
+    return np.multiply(X, scale[:, None])
 
 
 def run_pipeline(

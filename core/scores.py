@@ -9,15 +9,14 @@ bulk work stays float32 and the sums that decide the value are float64:
   and its columns (the matrix is symmetric, so only the tiles above the diagonal are computed).
   Points are sorted by cluster, so a tile's per-cluster sums are segment sums. The squared norms
   are the diagonal tiles' own Gram diagonal, so identical points come out exactly 0 apart.
-- Davies–Bouldin and Calinski–Harabasz: per-cluster sums of the rows in float64 (a sparse
-  one-hot product over chunks of `CHUNK` rows; exact for a cluster of identical points), then
-  each point's squared distance to its centroid by direct subtraction.
+- Davies–Bouldin and Calinski–Harabasz: per-cluster sums of the rows in float64, then each
+  point's squared distance to its centroid by direct subtraction, in float64 (core.row_kernels:
+  two compiled passes over X, shared out over the threads below).
 
 The silhouette's tiles are shared out over as many threads as BLAS may use in this process (in a
 worker pool process, `threads_per_run`; with one it runs serially), each with a one-thread BLAS.
 On 2 cores (with other load on the machine) that took ~1.7x less time than BLAS's own threads,
-which sync on every tile and leave the elementwise work to one core. The centroid scores are
-memory-bound: two threads did not help them, so they run on one.
+which sync on every tile and leave the elementwise work to one core.
 
 Each function returns None where scikit-learn raises (fewer than 2 or more than n - 1 labels);
 the degenerate cases follow scikit-learn: silhouette 0 for singletons and zero distances,
@@ -36,7 +35,6 @@ from scipy import sparse
 from threadpoolctl import threadpool_info, threadpool_limits
 
 TILE = 1024  # rows and columns of one silhouette distance tile (4 MB in float32)
-CHUNK = 1024  # rows per step of the centroid scores (3 MB of float32 at 768 dims)
 
 Item = TypeVar("Item")
 Acc = TypeVar("Acc")
@@ -155,23 +153,13 @@ def davies_bouldin_calinski_harabasz(X: np.ndarray, labels: np.ndarray) -> tuple
     enc = encode(labels)
     if enc is None:
         return None
+    from core import row_kernels
+
     codes, k = enc
-    X = np.asarray(X, dtype=np.float32)
-    n, dim = X.shape
+    threads = workers()
     counts = np.bincount(codes, minlength=k).astype(np.float64)
-    totals = np.zeros((k, dim), dtype=np.float64)
-    for a in range(0, n, CHUNK):
-        b = min(n, a + CHUNK)
-        members = sparse.csr_matrix((np.ones(b - a), (codes[a:b], np.arange(b - a))), shape=(k, b - a))
-        totals += members @ X[a:b]  # float64 one-hot: X is summed in float64
-    centroids = totals / counts[:, None]
-    c32 = centroids.astype(np.float32)
-    sq = np.empty(n, dtype=np.float64)  # each point's squared distance to its centroid
-    buf = np.empty((min(n, CHUNK), dim), dtype=np.float32)
-    for a in range(0, n, CHUNK):
-        b = min(n, a + CHUNK)
-        diff = np.subtract(X[a:b], np.take(c32, codes[a:b], axis=0, out=buf[: b - a]), out=buf[: b - a])
-        sq[a:b] = np.einsum("ij,ij->i", diff, diff)
+    centroids = row_kernels.cluster_sums(X, codes, k, threads) / counts[:, None]
+    sq = row_kernels.point_geometry(X, codes, centroids.astype(np.float32), threads)[0]
     return davies_bouldin_calinski_harabasz_from(centroids, codes, sq)
 
 

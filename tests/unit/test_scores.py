@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
-from core import scores
+from core import row_kernels, scores
 from core.metrics import quality_metrics
 
 SIL_ABS = 1e-5
@@ -43,9 +43,9 @@ CASES = [
 
 @pytest.fixture(params=["one_thread", "two_threads"])
 def small_tiles(request, monkeypatch):
-    """Tiles of 64 and chunks of 100 rows, so small data crosses many of them."""
+    """Tiles of 64 rows and row ranges of 16, so small data crosses many of them."""
     monkeypatch.setattr(scores, "TILE", 64)
-    monkeypatch.setattr(scores, "CHUNK", 100)
+    monkeypatch.setattr(row_kernels, "MIN_ROWS_PER_THREAD", 16)
     monkeypatch.setattr(scores, "workers", lambda: 1 if request.param == "one_thread" else 2)
 
 
