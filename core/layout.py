@@ -1,7 +1,7 @@
 """2-D / 3-D layout coordinates of a run's points, and keeping them stable across re-runs (pure).
 
 A layout is an affine projection of the clustered space, `coords = X @ weights + offset`: PCA to
-`n_components` (fit on a seeded sample of at most `FIT_SAMPLE` points, applied to all), divided by
+`n_components` (fit on a seeded sample of at most `fit_rows(D)` points, applied to all), divided by
 one scalar so the fitting run's coordinates span [-1, 1] (one scale for every axis keeps the
 aspect ratio). `layout_stability` says what a re-run does with the previous run's layout:
 
@@ -24,7 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-FIT_SAMPLE = 10_000  # points the PCA is fitted on (~0.3 s at D = 768); the axes barely move beyond
+FIT_SAMPLE = 10_000  # points the PCA is fitted on at most; the axes barely move beyond
+# ... and at most this many values: the covariance product costs rows × D², and the layout runs
+# beside the fit on one core (worker.layout_stage), where 10k rows at D = 768 took 0.27 s
+FIT_CELLS = 3_000_000
 MIN_SHARED = 3  # fewest shared documents `align` fits on (and at least n_components + 1)
 MODES = ("none", "transform", "align")
 
@@ -74,15 +77,20 @@ class Layout:
         return int(self.coordinates.shape[1])
 
 
+def fit_rows(d: int) -> int:
+    """Points the PCA is fitted on at D = `d` (3,906 at 768; 10,000 up to 300)."""
+    return max(2_000, min(FIT_SAMPLE, FIT_CELLS // max(d, 1)))
+
+
 def fit_projection(
-    X: np.ndarray, n_components: int, seed: int = 42, fit_sample: int = FIT_SAMPLE
+    X: np.ndarray, n_components: int, seed: int = 42, fit_sample: int | None = None
 ) -> Projection:
     """PCA of `X` to `n_components`, scaled so the projected `X` spans [-1, 1] (`_fit`)."""
     return _fit(X, n_components, seed, fit_sample)[0]
 
 
 def _fit(
-    X: np.ndarray, n_components: int, seed: int = 42, fit_sample: int = FIT_SAMPLE
+    X: np.ndarray, n_components: int, seed: int = 42, fit_sample: int | None = None
 ) -> tuple[Projection, np.ndarray]:
     """(The scaled PCA projection of `X`, the coordinates of `X` under it.)
 
@@ -95,6 +103,7 @@ def _fit(
     if n_components not in (2, 3):
         raise ValueError(f"n_components: must be 2 or 3, got {n_components}")
     rows = X
+    fit_sample = fit_sample or fit_rows(d)
     if n > fit_sample:
         rows = X[np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))]
     mean = rows.mean(axis=0, dtype=np.float64)
@@ -167,7 +176,7 @@ def compute_layout(
     mode: str | None = None,
     previous: Previous | None = None,
     document_ids: np.ndarray | None = None,
-    fit_sample: int = FIT_SAMPLE,
+    fit_sample: int | None = None,
 ) -> Layout:
     """Coordinates for every row of `X` under `mode` (see the module docstring)."""
     X = np.asarray(X, dtype=np.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -20,8 +21,10 @@ from core.centroids import MeanGeometry
 from core.scores import (
     davies_bouldin_calinski_harabasz,
     davies_bouldin_calinski_harabasz_from,
+    sample_distances,
     sample_indices,
     silhouette,
+    silhouette_from_distances,
 )
 
 DOMINANT_SHARE = 0.9
@@ -38,6 +41,7 @@ def quality_metrics(
     sample_size: int = SILHOUETTE_SAMPLE,
     seed: int = 42,
     geometry: MeanGeometry | None = None,
+    presampled: SilhouetteSample | None = None,
 ) -> dict[str, Any]:
     """Silhouette / Davies-Bouldin / Calinski-Harabasz, size statistics and the degenerate flag.
 
@@ -46,7 +50,8 @@ def quality_metrics(
     first `sample_size` of `RandomState(seed).permutation`, as scikit-learn's
     `silhouette_score(sample_size=..., random_state=seed)` draws it); the other two use every point.
     `geometry`, when given, is `mean_geometry(X, labels)`: the two centroid scores come from it
-    without another pass over X.
+    without another pass over X; `presampled`, `silhouette_sample(X, sample_size, seed)`
+    computed beside the fit, serves the silhouette when every point is clustered.
     """
     labels = np.asarray(labels)
     clustered = labels != -1
@@ -54,7 +59,8 @@ def quality_metrics(
     metrics = size_metrics(labels)
     k, m = int(np.unique(lc).shape[0]), int(lc.shape[0])
     if 2 <= k <= m - 1:
-        metrics["silhouette_score"] = _silhouette(Xc, lc, sample_size, seed)
+        usable = presampled if presampled is not None and presampled.serves(m, sample_size, seed) else None
+        metrics["silhouette_score"] = _silhouette(Xc, lc, sample_size, seed, usable)
         if geometry is not None:
             codes = np.searchsorted(geometry.cluster_labels, lc)
             sq = geometry.sq_distances if clustered.all() else geometry.sq_distances[clustered]
@@ -91,12 +97,41 @@ def size_metrics(labels: np.ndarray) -> dict[str, Any]:
     return metrics
 
 
-def _silhouette(Xc: np.ndarray, lc: np.ndarray, sample_size: int, seed: int) -> float | None:
-    if lc.shape[0] > sample_size:
-        idx = sample_indices(lc.shape[0], sample_size, seed)
-        Xc, lc = Xc[idx], lc[idx]
-    value = _finite(_safe(silhouette, Xc, lc))  # None too when the sample has < 2 labels
+def _silhouette(
+    Xc: np.ndarray, lc: np.ndarray, sample_size: int, seed: int, presampled: SilhouetteSample | None
+) -> float | None:
+    idx = sample_indices(lc.shape[0], sample_size, seed) if lc.shape[0] > sample_size else None
+    if presampled is not None:
+        labels = lc if idx is None else lc[idx]
+        D = presampled.distances
+        value = _finite(_safe(lambda _x, lab: silhouette_from_distances(D, lab), Xc, labels))
+    else:
+        if idx is not None:
+            Xc, lc = Xc[idx], lc[idx]
+        value = _finite(_safe(silhouette, Xc, lc))  # None too when the sample has < 2 labels
     return None if value is None else min(1.0, max(-1.0, value))
+
+
+@dataclass
+class SilhouetteSample:
+    """The silhouette sample's distances, drawn over all `n` points before the labels exist: it
+    is the sample `quality_metrics` draws whenever all n points are clustered (no noise)."""
+
+    n: int
+    sample_size: int
+    seed: int
+    distances: np.ndarray
+
+    def serves(self, clustered: int, sample_size: int, seed: int) -> bool:
+        return (self.n, self.sample_size, self.seed) == (clustered, sample_size, seed)
+
+
+def silhouette_sample(
+    X: np.ndarray, sample_size: int = SILHOUETTE_SAMPLE, seed: int = 42
+) -> SilhouetteSample:
+    n = X.shape[0]
+    rows = X if n <= sample_size else X[sample_indices(n, sample_size, seed)]
+    return SilhouetteSample(n, sample_size, seed, sample_distances(rows))
 
 
 def _safe(score: Callable[[np.ndarray, np.ndarray], T | None], Xc: np.ndarray, lc: np.ndarray) -> T | None:

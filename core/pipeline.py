@@ -5,7 +5,9 @@ No I/O: the worker pulls vectors, calls `run_pipeline`, and stores the result.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +19,11 @@ from core.centroids import MeanGeometry, compute_centroids, cosine_stats, mean_g
 from core.errors import RunDataError
 from core.hierarchy_centroids import node_summaries
 from core.hierarchy_split import Hierarchy, build_hierarchy
-from core.metrics import SILHOUETTE_SAMPLE, quality_metrics
+from core.metrics import SILHOUETTE_SAMPLE, SilhouetteSample, quality_metrics, silhouette_sample
 from core.preprocess import describe, fit_steps
+from core.threads import beside_fit
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]
 
@@ -182,6 +187,15 @@ def run_pipeline(
         # in place only on a matrix the pipeline made itself or was handed to own
         X = l2_normalize(X, in_place=config.owns_input or X is not given, sq_norms=sq_norms)
     step()
+    presample = None  # the silhouette's sample distances, beside the fit (core.threads.beside_fit)
+    if (
+        config.compute_metrics
+        and not spec.produces_noise  # then the sample over all points is the metrics' sample
+        and not config.preprocessing
+        and not _reduces(X, spec.reduces_high_dim, config)  # and X is the space clustered
+    ):
+        Xs = X
+        presample = beside_fit(lambda: silhouette_sample(Xs, config.metrics_sample_size, config.seed))
     if on_normalized is not None:
         on_normalized(X)
 
@@ -263,6 +277,7 @@ def run_pipeline(
             sample_size=config.metrics_sample_size,
             seed=config.seed,
             geometry=geometry if X_fit is X else None,  # the mean geometry is in X's space
+            presampled=_presampled(presample),
         )
         member_cos = cosines[labels != -1]
         metrics["mean_cosine_to_centroid"] = (
@@ -291,10 +306,25 @@ def reduce_for_fit(
     """PCA before density algorithms on wide vectors: raw 768-d HDBSCAN does not finish in minutes.
     Centroids, distances and cosines stay in the feature space; only the fit sees the projection."""
     d = X.shape[1]
-    if not wanted or config.reduce_above is None or d <= config.reduce_above:
+    if not _reduces(X, wanted, config):
         return X, None
     from sklearn.decomposition import PCA
 
     k = min(config.reduce_to, d, X.shape[0])
     Z = PCA(n_components=k, random_state=config.seed).fit_transform(X).astype(np.float32)
     return Z, {"method": "pca", "from": int(d), "to": int(k)}
+
+
+def _reduces(X: np.ndarray, wanted: bool, config: PipelineConfig) -> bool:
+    return wanted and config.reduce_above is not None and X.shape[1] > config.reduce_above
+
+
+def _presampled(job: Future[SilhouetteSample] | None) -> SilhouetteSample | None:
+    """The beside-the-fit silhouette sample; None (the metrics compute it) if it failed."""
+    if job is None:
+        return None
+    try:
+        return job.result()
+    except Exception:  # noqa: BLE001 - e.g. MemoryError: the metrics stage tries again its own way
+        log.warning("silhouette sample beside the fit failed; computed after it", exc_info=True)
+        return None

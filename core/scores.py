@@ -32,7 +32,8 @@ from typing import TypeVar
 
 import numpy as np
 from scipy import sparse
-from threadpoolctl import threadpool_info, threadpool_limits
+
+from core.threads import one_blas_thread, run_threads
 
 TILE = 1024  # rows and columns of one silhouette distance tile (4 MB in float32)
 
@@ -57,8 +58,7 @@ def sample_indices(n: int, size: int, seed: int) -> np.ndarray:
 
 def workers() -> int:
     """Threads to use: the BLAS thread count of this process (a pool process: `threads_per_run`)."""
-    blas = [int(lib["num_threads"]) for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    return max(1, min(blas, default=1))
+    return run_threads()
 
 
 def in_parallel(work: Callable[[Sequence[Item], Acc], None], items: Sequence[Item], accs: list[Acc]) -> None:
@@ -67,7 +67,7 @@ def in_parallel(work: Callable[[Sequence[Item], Acc], None], items: Sequence[Ite
         work(items, accs[0])
         return
     parts = [items[i :: len(accs)] for i in range(len(accs))]
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(accs)) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(len(accs)) as pool:
         list(pool.map(work, parts, accs))  # list(): re-raise a worker's exception here
 
 
@@ -109,6 +109,44 @@ def silhouette(X: np.ndarray, labels: np.ndarray) -> float | None:
     in_parallel(diagonal, blocks, accs)  # first: they give the squared norms
     in_parallel(off_diagonal, [(r, c) for i, r in enumerate(blocks) for c in blocks[i + 1 :]], accs)
     return _silhouette_mean(_total(accs), codes, k)
+
+
+def sample_distances(X: np.ndarray) -> np.ndarray:
+    """The full float32 (m, m) Euclidean distance matrix of the rows of `X`, as `silhouette`
+    computes its tiles (centred points, exact zeros on the diagonal), on the calling thread:
+    label-free, so it can be computed while the algorithm fits (core.pipeline)."""
+    X = np.asarray(X, dtype=np.float32)
+    Xc = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    m = Xc.shape[0]
+    D = np.empty((m, m), dtype=np.float32)
+    sq = np.empty(m, dtype=np.float32)
+    spans = [slice(a, min(m, a + TILE)) for a in range(0, m, TILE)]
+    for r in spans:
+        gram = Xc[r] @ np.ascontiguousarray(Xc[r].T)
+        sq[r] = np.diagonal(gram)
+        D[r, r] = _distances(gram, sq[r], sq[r])
+        np.fill_diagonal(D[r, r], 0.0)
+    for i, r in enumerate(spans):
+        for c in spans[i + 1 :]:
+            D[r, c] = _distances(Xc[r] @ Xc[c].T, sq[r], sq[c])
+            D[c, r] = D[r, c].T
+    return D
+
+
+def silhouette_from_distances(D: np.ndarray, labels: np.ndarray) -> float | None:
+    """`silhouette(X, labels)` from `sample_distances(X)`: each row's per-cluster sums as float32
+    products with a one-hot matrix over `TILE` columns at a time, added up in float64."""
+    enc = encode(labels)
+    if enc is None:
+        return None
+    codes, k = enc
+    m = codes.shape[0]
+    onehot = np.zeros((m, k), dtype=np.float32)
+    onehot[np.arange(m), codes] = 1.0
+    sums = np.zeros((m, k), dtype=np.float64)
+    for a in range(0, m, TILE):
+        sums += D[:, a : a + TILE] @ onehot[a : a + TILE]
+    return _silhouette_mean(sums, codes, k)
 
 
 class _Block:

@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import io
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from core.artifacts import COORDINATE_COLUMNS, ArtifactStore
 from core.layout import Layout, Previous, Projection, centroid_coordinates, compute_layout
 from core.pipeline import PipelineResult
 from core.store import completed_runs
+from core.threads import beside_fit
 from worker.runtime import Runtime
 from worker.stages import Progress
 
@@ -36,8 +36,8 @@ def wanted(cfg: dict[str, Any]) -> bool:
 
 
 class Overlapped:
-    """A layout computed in a thread of its own while the algorithm fits: the layout needs no
-    labels, and the fit leaves a core idle for part of its time (k-means++ seeding runs on one
+    """A layout computed beside the algorithm's fit (core.threads.beside_fit): the layout needs
+    no labels, and the fit leaves a core idle for part of its time (k-means++ seeding runs on one
     BLAS thread). `start` is the pipeline's `on_normalized` hook; `result` waits for it."""
 
     def __init__(self, job: Callable[[np.ndarray, np.ndarray], Layout] | None, doc_ids: np.ndarray):
@@ -45,17 +45,9 @@ class Overlapped:
         self.future: concurrent.futures.Future[Layout] | None = None
 
     def start(self, X: np.ndarray) -> None:
-        if self.job is None:
-            return
-        self.future = concurrent.futures.Future()
-        threading.Thread(target=self._work, args=(X,), name="clusterd-layout", daemon=True).start()
-
-    def _work(self, X: np.ndarray) -> None:
-        assert self.future is not None and self.job is not None
-        try:
-            self.future.set_result(self.job(X, self.doc_ids))
-        except BaseException as exc:  # re-raised in the run by result()
-            self.future.set_exception(exc)
+        if self.job is not None:
+            job, doc_ids = self.job, self.doc_ids
+            self.future = beside_fit(lambda: job(X, doc_ids))
 
     async def result(self, progress: Progress) -> Layout | None:
         if self.future is None:

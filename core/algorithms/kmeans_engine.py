@@ -108,9 +108,9 @@ def _subsample(X: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
 
 def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy k-means++ centres (rows of float32 `X`), scikit-learn's rule, in float32 GEMMs."""
-    from threadpoolctl import threadpool_limits
+    from core.threads import one_blas_thread
 
-    with threadpool_limits(1, user_api="blas"):
+    with one_blas_thread():
         return _kmeans_plusplus(X, k, rng)
 
 

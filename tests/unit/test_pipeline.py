@@ -138,3 +138,19 @@ def test_huge_finite_vectors_are_valid_and_normalised():
     bad[1, 1] = np.nan
     with pytest.raises(RunDataError, match=r"NaN or infinite values \(1 of 3 points\)"):
         checked_input(bad)
+
+
+def test_silhouette_sample_is_computed_beside_the_fit(monkeypatch):
+    """Algorithms that label every point get the silhouette from the sample distances computed
+    while they fit; noise algorithms draw it after the fit, over the clustered points."""
+    import core.metrics as metrics
+
+    X, _ = blobs(n=600)
+    expected = run_pipeline(X, make_config()).metrics["silhouette_score"]
+    seen: list[str] = []
+    after_fit = metrics.silhouette
+    monkeypatch.setattr(metrics, "silhouette", lambda *a: seen.append("after") or after_fit(*a))
+    res = run_pipeline(X, make_config())
+    assert seen == [] and res.metrics["silhouette_score"] == pytest.approx(expected, abs=1e-6)
+    dbscan = make_config(algorithm="dbscan", params=validate_params("dbscan", {"eps": 0.3, "min_samples": 5}))
+    assert run_pipeline(X, dbscan).metrics["silhouette_score"] is not None and seen == ["after"]

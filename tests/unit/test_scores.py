@@ -60,6 +60,9 @@ def assert_scores_match(X, y):
     sil, db, ch = sklearn64(X, y)
     ours_db, ours_ch = scores.davies_bouldin_calinski_harabasz(X, y)
     assert scores.silhouette(X, y) == pytest.approx(sil, abs=SIL_ABS)
+    # the silhouette from the label-free distance matrix (computed beside the fit) agrees
+    D = scores.sample_distances(X)
+    assert scores.silhouette_from_distances(D, y) == pytest.approx(sil, abs=SIL_ABS)
     assert ours_db == pytest.approx(db, rel=REL, abs=1e-7)  # sklearn: ~1e-8 where exactly 0
     assert ours_ch == pytest.approx(ch, rel=REL)
 
@@ -140,11 +143,65 @@ def test_float64_input():
     assert scores.silhouette(X.astype(np.float64), y) == pytest.approx(scores.silhouette(X, y), abs=1e-7)
 
 
+def test_presampled_silhouette_serves_only_its_own_sample():
+    """quality_metrics takes the beside-the-fit sample exactly when it is the sample it would draw."""
+    from core.metrics import quality_metrics, silhouette_sample
+
+    X, y = random_case("plain", n=900, dim=16, k=5, seed=2)
+    pre = silhouette_sample(X, sample_size=300, seed=7)
+    plain = quality_metrics(X, y, sample_size=300, seed=7)
+    assert quality_metrics(X, y, sample_size=300, seed=7, presampled=pre)["silhouette_score"] == (
+        pytest.approx(plain["silhouette_score"], abs=1e-6)
+    )
+    # another seed or sample size, or noise (the sample is then drawn over the clustered points
+    # only): the metrics draw their own and ignore the wrong distances
+    wrong = silhouette_sample(X[::-1], sample_size=300, seed=7)
+    assert quality_metrics(X, y, sample_size=300, seed=8, presampled=wrong) == quality_metrics(
+        X, y, sample_size=300, seed=8
+    )
+    noisy = y.copy()
+    noisy[::10] = -1
+    assert quality_metrics(X, noisy, sample_size=300, seed=7, presampled=wrong) == quality_metrics(
+        X, noisy, sample_size=300, seed=7
+    )
+
+
 def test_threads_follow_the_blas_limit():
     """A worker pool process limits BLAS to its threads per run: the silhouette uses as many."""
     from threadpoolctl import threadpool_limits
 
+    from core import threads
+
+    threads.beside_fit(lambda: None).result()  # jobs run in order: earlier tests' are done
     with threadpool_limits(1):
         assert scores.workers() == 1
     with threadpool_limits(2):
         assert scores.workers() == 2
+
+
+def test_one_blas_thread_is_counted_across_threads():
+    """Overlapping users on two threads: BLAS stays at one thread until the last one leaves, and
+    the threads a run may use still read as the limit outside."""
+    import threading
+
+    from threadpoolctl import threadpool_limits
+
+    from core import threads
+
+    threads.beside_fit(lambda: None).result()
+    inside, leave = threading.Event(), threading.Event()
+
+    def beside() -> int:
+        inside.set()
+        leave.wait(10)
+        return threads.run_threads()
+
+    with threadpool_limits(2, user_api="blas"):
+        job = threads.beside_fit(beside)
+        assert inside.wait(10)
+        with threads.one_blas_thread():
+            assert threads._blas_threads() == 1 and threads.run_threads() == 2
+        assert threads._blas_threads() == 1  # the beside job is still inside
+        leave.set()
+        assert job.result(10) == 2
+        assert threads._blas_threads() == 2
