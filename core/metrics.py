@@ -28,9 +28,10 @@ from core.scores import (
 )
 
 DOMINANT_SHARE = 0.9
-# Points the silhouette is computed on (seeded sample above this). 4,096 keeps all three scores
-# within issue 6's 1 s at 100k x 768 on 2 cores; its error is measured in docs/algorithms.md.
-SILHOUETTE_SAMPLE = 4096
+# Points the silhouette is computed on (seeded sample above this). The distances of 2,048 points
+# take 0.07 s of one core at D = 768, so they fit beside a k-means fit with the layout (4,096
+# took 0.25 s and slowed the fit); its error is measured in docs/algorithms.md.
+SILHOUETTE_SAMPLE = 2048
 T = TypeVar("T")
 
 

@@ -48,10 +48,11 @@ class Pulled:
         rows, self.rows, self.document_ids, self.collection_ids = self.rows, None, [], []
         if rows is None:
             rows = VectorRows(self.dimensions or 0)
-        order = np.lexsort((col_ids.astype(str), doc_ids.astype(str)))
-        if not np.array_equal(order, np.arange(order.size)):
-            rows.reorder(order)
-            doc_ids, col_ids = doc_ids[order], col_ids[order]
+        if len(set(col_ids.tolist())) > 1:  # one collection's rows are in order already
+            order = np.lexsort((col_ids.astype(str), doc_ids.astype(str)))
+            if not np.array_equal(order, np.arange(order.size)):
+                rows.reorder(order)
+                doc_ids, col_ids = doc_ids[order], col_ids[order]
         keep, sampling = sample_indices(len(rows), sample_size, cap, seed)
         if keep is not None:
             rows.keep(keep)

@@ -268,14 +268,15 @@ async def iter_vector_batches(
         batches = _cursor_batches(cursor.batch_size(batch_size), batch_size)
     width = dimensions * 4
     async for batch in batches:
-        ids: list[str] = []
-        blobs: list[bytes] = []
-        for doc in batch:
-            vectors = doc.get("vectors")
-            blob = vectors.get(vector_name) if isinstance(vectors, dict) else None
-            if isinstance(blob, bytes) and len(blob) == width:
-                ids.append(doc["document_id"])
-                blobs.append(blob)
+        usable = [
+            (doc["document_id"], blob)
+            for doc in batch
+            if isinstance(vectors := doc.get("vectors"), dict)
+            and isinstance(blob := vectors.get(vector_name), bytes)
+            and len(blob) == width
+        ]
+        ids = [i for i, _ in usable]
+        blobs = [b for _, b in usable]
         yield ids, blobs, len(batch) - len(ids)
 
 

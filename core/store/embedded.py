@@ -61,29 +61,54 @@ def matching(collection: Any, *, scope: Scope, match: dict[str, Any] | None) -> 
     applies = filtering.filter_applies
     spec = helpers.patch_datetime_awareness_in_document(match) if match else None
     conds = [(k, v if isinstance(v, str) else frozenset(v)) for k, v in scope.items()]
-    out = []
-    for doc in list(store.documents):  # a snapshot, as mongomock's cursor takes one
-        for key, want in conds:
-            have = doc.get(key)
-            if type(have) is str:
-                if (have != want) if type(want) is str else (have not in want):
-                    break
-            elif not applies({key: want if type(want) is str else {"$in": sorted(want)}}, doc):
-                break
-        else:
-            if spec is None or applies(spec, doc):
-                out.append(doc)
-    return out
+
+    def slow(key: str, want: str | frozenset[str], doc: dict[str, Any]) -> bool:
+        """mongomock's own test, for a stored value that is not a string (e.g. an array)."""
+        return bool(applies({key: want if type(want) is str else {"$in": sorted(want)}}, doc))
+
+    docs = _snapshot(store)
+    if len(conds) == 2:  # (namespace_id, collection_id): every caller; one comprehension, ~4x faster
+        (k1, w1), (k2, w2) = conds
+        c1 = (w1,) if type(w1) is str else w1
+        c2 = (w2,) if type(w2) is str else w2
+        out = [
+            d
+            for d in docs
+            if ((a in c1) if type(a := d.get(k1)) is str else slow(k1, w1, d))
+            and ((b in c2) if type(b := d.get(k2)) is str else slow(k2, w2, d))
+        ]
+    else:
+        out = [d for d in docs if all(_passes(d, key, want, slow) for key, want in conds)]
+    return out if spec is None else [d for d in out if applies(spec, d)]
+
+
+def _passes(doc: dict[str, Any], key: str, want: str | frozenset[str], slow: Any) -> bool:
+    have = doc.get(key)
+    if type(have) is str:
+        return have == want if type(want) is str else have in want
+    return bool(slow(key, want, doc))
+
+
+def _snapshot(store: Any) -> list[dict[str, Any]]:
+    """The store's documents now, as mongomock's cursor takes them (expired TTL documents gone)."""
+    if hasattr(store, "_documents") and hasattr(store, "_rwlock"):
+        store._remove_expired_documents()
+        with store._rwlock.reader():
+            return list(store._documents.values())
+    return list(store.documents)
 
 
 def sort_ascending(docs: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """`docs` in the order mongomock's `.sort(key, 1)` gives them (stable, like its `sorted`)."""
     values: list[Any] = [doc.get(key) for doc in docs]
-    if not all(type(v) is str for v in values):  # else BSON order is code point order: str's own
+    if all(type(v) is str for v in values):  # BSON order is then code point order: str's own
+        if values == sorted(values):  # the usual case (ids written in order): nothing to move
+            return docs
+    else:
         from mongomock import filtering
 
         values = [filtering.resolve_sort_key(key, doc) for doc in docs]
-    order = sorted(range(len(docs)), key=lambda i: values[i])
+    order = sorted(range(len(docs)), key=values.__getitem__)
     return [docs[i] for i in order]
 
 
@@ -108,6 +133,17 @@ def has_id(collection: Any, key: Any) -> bool | None:
     scans the collection); None when the store is not `writable_store`."""
     store = writable_store(collection)
     return None if store is None else key in store._documents
+
+
+def lookup(collection: Any, keys: list[Any]) -> list[dict[str, Any] | None] | None:
+    """The stored documents under `_id`s `keys` (None where there is none), by dict lookups; None
+    when the store is not `writable_store`. Stored dicts themselves: callers must not modify them."""
+    store = writable_store(collection)
+    if store is None:
+        return None
+    with store._rwlock.reader():
+        docs = store._documents
+        return [docs.get(key) for key in keys]
 
 
 def delete_matching(collection: Any, *, scope: Scope) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.store import embedded
 from core.store.db import Database
+from core.store.documents import record_id
 from core.timeutil import utcnow
 
 ID_BATCH = 1000
@@ -29,14 +30,25 @@ async def member_fields(
 ) -> dict[str, dict[str, Any]]:
     """document_id -> the stored document (only `projection`'s fields; None: all but vectors).
     Batched `$in` reads on the (namespace, collection, document_id) index; the embedded store
-    is read in one pass over the collection (mongomock scans the whole collection per query).
+    is read by `_id` lookups (mongomock scans the whole collection per query).
     The embedded answer holds the stored dicts themselves: callers must not modify them."""
     wanted = sorted(set(document_ids))
     if not wanted:
         return {}
     scope = {"namespace_id": ns, "collection_id": collection_id}
+    keys = [record_id(ns=ns, collection_id=collection_id, document_id=d) for d in wanted]
+    found = embedded.lookup(db.documents, keys)
+    if found is not None:  # the embedded store keys documents by record_id: no scan
+        hits = {
+            d: doc
+            for d, doc in zip(wanted, found, strict=True)
+            if doc is not None and (doc.get("namespace_id"), doc.get("collection_id"), doc.get("document_id"))
+            == (ns, collection_id, d)
+        }
+        if len(hits) == len(wanted):
+            return hits
     docs = embedded.matching(db.documents, scope=scope, match=None)
-    if docs is not None:
+    if docs is not None:  # some id was not found by its key (deleted since the pull): one pass
         keep = set(wanted)
         return {d["document_id"]: d for d in docs if d.get("document_id") in keep}
     fields = {"_id": 0, "vectors": 0} if projection is None else {"_id": 0, **projection, "document_id": 1}

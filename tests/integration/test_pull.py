@@ -386,3 +386,42 @@ async def test_motor_find_path_agrees_with_the_embedded_read(
         client.close()
     finally:
         server.stop()
+
+
+async def test_member_fields_by_key_equal_the_plain_query(db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labeling reads members by `_id` in the embedded store (record_id keys); a document stored
+    under another id (written through the driver) or one deleted since the pull falls back to a
+    pass over the collection, and the answer is what `$in` queries give."""
+    from bson import ObjectId
+
+    from core.store import labeling as label_store
+
+    store = embedded.writable_store(db.documents)
+    assert store is not None
+    recs = documents.to_records(
+        ns="ns_a",
+        collection_id="col_1",
+        document_ids=[f"m{i}" for i in range(40)],
+        fields=[{"metadata": {"i": i}} for i in range(40)],
+        vectors=[("emb", np.stack([vec(i) for i in range(40)]), None)],
+    )
+    embedded.upsert(store, recs)
+    other = documents.to_record(ns="ns_a", collection_id="col_2", document_id="m3", fields={}, vectors={})
+    embedded.upsert(store, [other])
+    await db.documents.insert_one(
+        {"_id": ObjectId(), "namespace_id": "ns_a", "collection_id": "col_1", "document_id": "legacy"}
+    )
+
+    def read(ids: list[str]) -> Any:
+        return label_store.member_fields(
+            db, ns="ns_a", collection_id="col_1", document_ids=ids, projection=None
+        )
+
+    def plain(found: dict[str, Any]) -> dict[str, Any]:  # the driver's projection: no _id / vectors
+        return {k: {f: v for f, v in d.items() if f not in ("_id", "vectors")} for k, d in found.items()}
+
+    both = Both(db, monkeypatch)
+    for ids in (["m1", "m7", "m3"], ["m2", "legacy"], ["m5", "gone", "m6"], []):
+        fast, slow = await both.run(lambda ids=ids: read(ids))
+        assert plain(fast) == slow and set(fast) == set(ids) - {"gone"}
+        assert all(d["collection_id"] == "col_1" for d in fast.values())
