@@ -121,6 +121,8 @@ async def admit(svc: Services, *, ns: str, config: dict[str, Any], field: str = 
     requested = config.get("sample_size")
     if cap is None or (requested and requested <= cap.points):
         return
+    if await documents.stored_at_most(svc.db) <= cap.points:
+        return  # no scope can match more documents than are stored: no count needed
     match = compile_filter(config.get("filters"), schema=DOCUMENT_SCHEMA, where="filters")
     points = await documents.count_matching(svc.db, ns=ns, collection_ids=list(names), match=match)
     if points > cap.points:  # the cheap count may include documents without the vector

@@ -40,8 +40,9 @@ def make_celery(settings: Settings) -> Celery:
             "visibility_timeout": visibility,
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
-            # the in-process memory transport polls; a short interval keeps pick-up and shutdown quick
-            **({"polling_interval": 0.05} if settings.broker_url is None else {}),
+            # the in-process memory transport polls: every 10 ms picks a run up within ~5 ms on average
+            # (50 ms cost a whole k-means run ~25 ms) for ~1% of a core while idle
+            **({"polling_interval": 0.01} if settings.broker_url is None else {}),
         },
         visibility_timeout=visibility,
         broker_connection_retry_on_startup=True,

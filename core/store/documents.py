@@ -228,6 +228,14 @@ async def count_matching(
     return int(await db.documents.count_documents(q))
 
 
+async def stored_at_most(db: Database) -> int:
+    """An upper bound on the documents of any scope, without a scan: the documents collection's
+    size (the embedded store's length; MongoDB's metadata count, which may lag after an unclean
+    shutdown — workers still sample a run down to its cap)."""
+    size = embedded.size(db.documents)
+    return size if size is not None else int(await db.documents.estimated_document_count())
+
+
 async def count_with_vector(
     db: Database, *, ns: str, collection_id: str, vector_name: str, match: dict[str, Any] | None = None
 ) -> int:

@@ -135,6 +135,14 @@ def has_id(collection: Any, key: Any) -> bool | None:
     return None if store is None else key in store._documents
 
 
+def size(collection: Any) -> int | None:
+    """How many documents an embedded collection holds (a length, not a scan); None otherwise."""
+    store = store_of(collection)
+    if store is None or not hasattr(store, "_documents"):
+        return None
+    return len(store._documents)
+
+
 def lookup(collection: Any, keys: list[Any]) -> list[dict[str, Any] | None] | None:
     """The stored documents under `_id`s `keys` (None where there is none), by dict lookups; None
     when the store is not `writable_store`. Stored dicts themselves: callers must not modify them."""

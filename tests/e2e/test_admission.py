@@ -100,6 +100,42 @@ async def test_documents_without_the_vector_are_not_counted(api: Api, small_kmea
     assert run["status"] == "completed" and run["num_points"] == 45 and run["source_documents"] == 145
 
 
+async def test_no_count_while_the_store_holds_no_more_than_the_limit(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the limit by the store's size alone, execute admits without counting documents;
+    once the store holds more, it counts (and refuses a scope over the limit)."""
+    from core.store import documents
+
+    monkeypatch.setitem(
+        admission.LIMITS, "kmeans", dataclasses.replace(admission.LIMITS["kmeans"], points=130)
+    )
+    col, X = await api.make_collection()  # 120 documents: the whole store
+    cid = await api.make_cluster(col)
+    counted: list[int] = []
+    real = documents.count_matching
+
+    async def counting(*a: Any, **k: Any) -> int:
+        counted.append(n := await real(*a, **k))
+        return n
+
+    monkeypatch.setattr(documents, "count_matching", counting)
+    r = await api.client.post(f"/v1/clusters/{cid}/execute", headers=api.h())
+    assert r.status_code == 200, r.text
+    await api.wait_run(cid, r.json()["additional_data"]["run_id"])
+    assert counted.count(120) == 1  # the worker's own count (pull_scope), not the API's
+    await api.make_collection("more", X=blobs(n_per=5))  # 15 more: 135 stored
+    counted.clear()
+    r = await api.client.post(f"/v1/clusters/{cid}/execute", headers=api.h())
+    assert r.status_code == 200, r.text
+    await api.wait_run(cid, r.json()["additional_data"]["run_id"])
+    assert counted.count(120) == 2  # the API counted this time
+    extra = [{"document_id": f"x{i:03d}", "vectors": {"emb": X[i].tolist()}} for i in range(11)]
+    await api.upsert(col, extra)
+    r = await api.client.post(f"/v1/clusters/{cid}/execute", headers=api.h())
+    assert_error(r, 422, "validation_error", "too_many_points")
+
+
 async def test_documents_written_after_submit_are_sampled_to_the_cap(
     make_settings: Any, small_kmeans: None
 ) -> None:
