@@ -128,7 +128,7 @@ async def run_multi_vector(
     # multi-feature runs stay flat: the hierarchy is built for single-feature runs only
     pconf = dataclasses.replace(pipeline_config(rt, cfg, params), hierarchical=False)
     strategy = cfg.get("multi_feature_strategy") or "concatenate"
-    lost = lambda: progress.lost  # noqa: E731
+    lost = progress.stopped
 
     def scaled(lo: float, hi: float) -> Any:
         return lambda stage, fraction: progress.from_thread(stage, lo + (hi - lo) * fraction)

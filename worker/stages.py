@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ class Progress:
         self.finalizing = False  # past the commit point: artifacts may have been written
         self._stage: str | None = None
         self._written = 0.0
+        self._failed: BaseException | None = None  # a progress write from the pipeline's thread
 
     async def report(self, stage: str, fraction: float) -> None:
         self._stage, self._written = stage, time.monotonic()
@@ -38,6 +40,8 @@ class Progress:
 
     def check(self, stage: str) -> None:
         """A stage boundary: stop if the run was canceled (or taken over) since the last write."""
+        if self._failed is not None:
+            raise self._failed
         if self.lost:
             raise RunCanceled(stage)
 
@@ -57,8 +61,21 @@ class Progress:
         self.finalizing = True
 
     def from_thread(self, stage: str, fraction: float) -> None:
-        """Called by the pipeline in its worker thread; the database lives on the loop."""
-        asyncio.run_coroutine_threadsafe(self.report(stage, fraction), self.rt.loop).result(60)
+        """Called by the pipeline in its worker thread; the database lives on the loop. Not waited
+        for (a write waited on the loop's other work: ~10 ms per stage); a lost fence is seen at
+        the next check, a failed write is raised there."""
+        fut = asyncio.run_coroutine_threadsafe(self.report(stage, fraction), self.rt.loop)
+        fut.add_done_callback(self._reported)
+
+    def stopped(self) -> bool:
+        """The pipeline's `should_cancel`: the fence was lost (a failed progress write raises)."""
+        if self._failed is not None:
+            raise self._failed
+        return self.lost
+
+    def _reported(self, fut: concurrent.futures.Future[None]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            self._failed = fut.exception()
 
 
 def sample_indices(

@@ -84,13 +84,21 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
     # the layout needs no labels: it is computed beside the fit (worker.layout_stage.Overlapped)
     overlapped = layout_stage.Overlapped(await layout_stage.prepare(rt, run), doc_ids)
     result: PipelineResult = await asyncio.to_thread(
-        run_pipeline, X, pconf, scaled, lambda: progress.lost, overlapped.start
+        run_pipeline, X, pconf, scaled, progress.stopped, overlapped.start
     )
-    labels = await label_clusters(rt, run, result, doc_ids, col_ids, progress)  # worker.labeling
     layout = await overlapped.result(progress)
+    save = bool(cfg.get("save_artifacts", True))
+    # the centroid records and members.parquet's bytes need no labels: made in a thread while the
+    # labels are; nothing is stored before the commit point (progress.finalize)
+    prepared = asyncio.get_running_loop().run_in_executor(  # submitted now, not at the next yield
+        None, _prepare_outputs, result, doc_ids, col_ids, layout if save else None, save
+    )
+    try:
+        labels = await label_clusters(rt, run, result, doc_ids, col_ids, progress)  # worker.labeling
+    finally:
+        centroids, members_bytes = await prepared
     await progress.checkpoint("artifacts", 0.92)
     await progress.finalize()
-    centroids = _centroid_records(result, doc_ids, col_ids)
     labels.apply(centroids)
     fields: dict[str, Any] = {
         "num_clusters": int(result.num_clusters),
@@ -114,11 +122,10 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
     if result.hierarchy is not None:  # the attribute hierarchies' shape (contract §1.9)
         fields["hierarchy_relationships"] = result.hierarchy.relationships
         fields["hierarchy"] = result.hierarchy.report
-    if cfg.get("save_artifacts", True):
+    if save:
+        assert members_bytes is not None
         fields.update(
-            await asyncio.to_thread(
-                _write_artifacts, rt, run, result, doc_ids, col_ids, layout, labels.labels
-            )
+            await asyncio.to_thread(_write_artifacts, rt, run, result, members_bytes, layout, labels.labels)
         )
         if result.preprocessor is not None:
             from worker.multi_run import save_preprocessor
@@ -193,12 +200,36 @@ def _centroid_records(
     return records
 
 
+def _prepare_outputs(
+    result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray, layout: Layout | None, save: bool
+) -> tuple[list[dict[str, Any]], bytes | None]:
+    """(The centroid records, members.parquet's bytes when artifacts are saved): pure CPU."""
+    records = _centroid_records(result, doc_ids, col_ids)
+    if not save:
+        return records, None
+    return records, artifacts.table_to_parquet_bytes(_members(result, doc_ids, col_ids, layout))
+
+
+def _members(result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray, layout: Layout | None) -> Any:
+    # cluster id per member by one take from the ids (None for noise), not a lookup per row
+    values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
+    ids = np.array([c.cluster_id for c in result.clusters] + [None], dtype=object)
+    pos = np.full(result.labels.shape, len(values), dtype=np.int64)  # noise (and no clusters)
+    if len(values):
+        order = np.argsort(values, kind="stable")  # hierarchical nodes need not be in label order
+        at = np.minimum(np.searchsorted(values[order], result.labels), len(values) - 1)
+        clustered = result.labels != -1
+        pos[clustered] = order[at[clustered]]
+    return artifacts.members_table(
+        doc_ids, col_ids, ids[pos], result.distances, coordinates=layout_stage.coordinates(layout)
+    )
+
+
 def _write_artifacts(
     rt: Runtime,
     run: dict[str, Any],
     result: PipelineResult,
-    doc_ids: np.ndarray,
-    col_ids: np.ndarray,
+    members_bytes: bytes,  # _prepare_outputs
     layout: Layout | None = None,
     labels: list[str] | None = None,  # worker.labeling; None: `Cluster <k>`
 ) -> dict[str, Any]:
@@ -212,21 +243,9 @@ def _write_artifacts(
         [int(c.num_members) for c in result.clusters],
         centroids,
     )
-    # cluster id per member by one take from the ids (None for noise), not a lookup per row
-    values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
-    ids = np.array([c.cluster_id for c in result.clusters] + [None], dtype=object)
-    pos = np.full(result.labels.shape, len(values), dtype=np.int64)  # noise (and no clusters)
-    if len(values):
-        order = np.argsort(values, kind="stable")  # hierarchical nodes need not be in label order
-        at = np.minimum(np.searchsorted(values[order], result.labels), len(values) - 1)
-        clustered = result.labels != -1
-        pos[clustered] = order[at[clustered]]
-    mtable = artifacts.members_table(
-        doc_ids, col_ids, ids[pos], result.distances, coordinates=layout_stage.coordinates(layout)
-    )
     clusters_key, members_key = prefix + "clusters.parquet", prefix + "members.parquet"
     artifacts.write_table(rt.artifacts, clusters_key, ctable)
-    artifacts.write_table(rt.artifacts, members_key, mtable)
+    rt.artifacts.put_bytes(members_key, members_bytes, artifacts.PARQUET_CONTENT_TYPE)
     return {
         "parquet_path": clusters_key,
         "members_key": members_key,
