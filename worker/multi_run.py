@@ -68,7 +68,7 @@ async def pull_multi(rt: Runtime, run: dict[str, Any], progress: Progress) -> Mu
     cfg = run["config"]
     ns = run["namespace_id"]
     out = MultiPulled(names=list(cfg["feature_names"]))
-    match, out.source_documents, scope = await pull_scope(rt, run)
+    match, out.source_documents, scope, _ = await pull_scope(rt, run)
     seen = 0
     for cid, dims_by_name in scope:
         names = [resolve_vector_name(u, set(dims_by_name)) for u in out.names]

@@ -105,22 +105,33 @@ def document_filter(cfg: dict[str, Any]) -> dict[str, Any]:
 Scope = list[tuple[str, dict[str, int]]]  # (collection id, its vector dimensions by name)
 
 
-async def pull_scope(rt: Runtime, run: dict[str, Any]) -> tuple[dict[str, Any], int, Scope]:
+async def pull_scope(
+    rt: Runtime, run: dict[str, Any]
+) -> tuple[dict[str, Any], int, Scope, dict[str, list[dict[str, Any]]] | None]:
     """What a vector pull reads: (the run's compiled pre-filter, how many documents of its
-    collections match it, [(collection id, its vector dimensions by name)] in run order). A
-    collection deleted since the run was queued fails the run."""
+    collections match it, [(collection id, its vector dimensions by name)] in run order, and in
+    embedded mode each collection's documents, read once for the count and the pull
+    (documents.embedded_scope; None on MongoDB)). A collection deleted since the run was queued
+    fails the run."""
     from core.store import collections, documents
 
     cfg, ns = run["config"], run["namespace_id"]
     match = document_filter(cfg)
-    source = await documents.count_matching(rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match)
+    embedded = documents.embedded_scope(rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match)
+    if embedded is not None:
+        source, prefetched = embedded
+    else:
+        source, prefetched = (
+            await documents.count_matching(rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match),
+            None,
+        )
     scope = []
     for cid in cfg["collection_ids"]:
         col = await collections.find(rt.db, ns=ns, ident=cid)
         if col is None:
             raise RunDataError(f"collection '{cid}' no longer exists")
         scope.append((cid, collections.dimensions_of(col)))
-    return match, source, scope
+    return match, source, scope, prefetched
 
 
 def initial_rows(source_documents: int, seen: int, batch_size: int) -> int:

@@ -139,7 +139,7 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
     cfg = run["config"]
     ns = run["namespace_id"]
     out = Pulled()
-    match, out.source_documents, scope = await pull_scope(rt, run)
+    match, out.source_documents, scope, prefetched = await pull_scope(rt, run)
     seen = 0
     for cid, dims_by_name in scope:
         name = resolve_vector_name(cfg["feature_name"], set(dims_by_name))
@@ -162,6 +162,7 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
             dimensions=dims,
             batch_size=rt.settings.pull_batch_size,
             match=match,
+            documents=prefetched[cid] if prefetched is not None else None,
         ):
             out.rows.extend(blobs)  # grows if documents arrived since the count
             out.document_ids.extend(ids)

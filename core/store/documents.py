@@ -228,6 +228,27 @@ async def count_matching(
     return int(await db.documents.count_documents(q))
 
 
+def embedded_scope(
+    db: Database, *, ns: str, collection_ids: list[str], match: dict[str, Any] | None = None
+) -> tuple[int, dict[str, list[dict[str, Any]]]] | None:
+    """In embedded mode, one read for both the count and the pull of a vector run: (the documents
+    of the collections that pass `match`, as `count_matching` counts them; each collection's, in
+    ascending document_id order, for `iter_vector_batches(documents=...)`). None on MongoDB.
+    The lists hold the stored dicts themselves (callers must not modify them): the pull reads the
+    documents as they were here."""
+    per: dict[str, list[dict[str, Any]]] = {}
+    for cid in dict.fromkeys(collection_ids):
+        docs = embedded.matching(db.documents, scope={"namespace_id": ns, "collection_id": cid}, match=match)
+        if docs is None:
+            return None
+        per[cid] = embedded.sort_ascending(docs, "document_id")
+    lists = list(per.values())
+    if len(lists) == 1:
+        return len(lists[0]), per
+    # a document stored with an array collection_id may be in several collections: count it once
+    return len({id(d) for docs in lists for d in docs}), per
+
+
 async def stored_at_most(db: Database) -> int:
     """An upper bound on the documents of any scope, without a scan: the documents collection's
     size (the embedded store's length; MongoDB's metadata count, which may lag after an unclean
@@ -254,6 +275,7 @@ async def iter_vector_batches(
     dimensions: int,
     batch_size: int,
     match: dict[str, Any] | None = None,
+    documents: list[dict[str, Any]] | None = None,
 ) -> AsyncIterator[tuple[list[str], list[bytes], int]]:
     """Yield (document_ids, blobs, skipped) per `batch_size` documents read, in ascending
     document_id order. Each blob is the stored vector, exactly `dimensions` float32 (decode with
@@ -262,14 +284,15 @@ async def iter_vector_batches(
     Documents lacking the vector are skipped (the run's index_gap); a stored vector of another
     length is counted as skipped too rather than breaking the rows. MongoDB serves a plain find
     with projection, sorted on the (namespace, collection, document_id) index; the embedded store
-    is read in bulk (core.store.embedded: its cursor is quadratic).
+    is read in bulk (core.store.embedded: its cursor is quadratic), or `documents` is this
+    collection's part of `embedded_scope` (read already, for the count).
     """
     scope = {"namespace_id": ns, "collection_id": collection_id}
-    docs = embedded.matching(db.documents, scope=scope, match=match)
+    docs = documents
+    if docs is None and (found := embedded.matching(db.documents, scope=scope, match=match)) is not None:
+        docs = embedded.sort_ascending(found, "document_id")
     if docs is not None:
-        batches: AsyncIterator[list[dict[str, Any]]] = _chunks(
-            embedded.sort_ascending(docs, "document_id"), batch_size
-        )
+        batches: AsyncIterator[list[dict[str, Any]]] = _chunks(docs, batch_size)
     else:
         projection = {"_id": 0, "document_id": 1, f"vectors.{vector_name}": 1}
         cursor = db.documents.find(combine(scope, match or {}), projection).sort("document_id", 1)

@@ -121,6 +121,23 @@ class Both:
                     )
                 )
                 assert fast == slow, f"count ns={ns} cids={cids} match={match!r}"
+                one_read = documents.embedded_scope(self.db, ns=ns, collection_ids=cids, match=match)
+                assert one_read is not None and one_read[0] == slow, f"embedded_scope ns={ns} cids={cids}"
+                for cid, docs in one_read[1].items():  # each collection's part, as the pull reads it
+                    batches = await pull_all(self.db, ns, cid, match)
+                    assert [d["document_id"] for d in docs] == [
+                        d["document_id"]
+                        for d in embedded.sort_ascending(
+                            embedded.matching(
+                                self.db.documents,
+                                scope={"namespace_id": ns, "collection_id": cid},
+                                match=match,
+                            )
+                            or [],
+                            "document_id",
+                        )
+                    ]
+                    assert sum(len(ids) + sk for ids, _, sk in batches) == len(docs)
             fast, slow = await self.run(lambda ns=ns: fields_all(self.db, ns, list(COLS), match))
             assert fast == slow, f"iter_fields ns={ns} match={match!r}"
         return matched
@@ -334,11 +351,39 @@ async def test_documents_arriving_after_the_count_grow_the_matrix(
         return n
 
     monkeypatch.setattr(documents, "count_matching", count_then_insert)
+    monkeypatch.setattr(documents, "embedded_scope", lambda *_a, **_k: None)  # MongoDB's shape
     pulled = await _pull(rt, run_of([c1, c2]), NoProgress())  # type: ignore[arg-type]
     assert pulled.source_documents == 8 and len(pulled.document_ids) == 38
     assert pulled.rows is not None and pulled.rows.capacity >= 38 > 8 + 3  # grew past count + headroom
     X, doc_ids, col_ids, _ = pulled.arrange(sample_size=None, cap=10**6, seed=1)
     assert X.shape == (38, D)
+    check_rows(X, doc_ids, col_ids)
+
+
+async def test_the_embedded_pull_reads_one_snapshot_for_count_and_rows(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Embedded, the count and the rows come from one read: documents written after it are in
+    neither (the next run has them), and the count is exactly what was pulled."""
+    c1, c2 = await make_collection(rt.db, "c1"), await make_collection(rt.db, "c2")
+    await put(rt.db, c1, [f"d{i:02d}" for i in range(5)], bad={"d03"})
+    await put(rt.db, c2, [f"d{i:02d}" for i in range(3)])
+    real = documents.embedded_scope
+
+    def read_then_insert(db: Any, **kw: Any) -> Any:
+        out = real(db, **kw)
+        late = [
+            documents.to_record(ns="ns", collection_id=c1, document_id=f"late{i}", fields={}, vectors={})
+            for i in range(4)
+        ]
+        embedded.upsert(embedded.writable_store(db.documents), late)
+        return out
+
+    monkeypatch.setattr(documents, "embedded_scope", read_then_insert)
+    pulled = await _pull(rt, run_of([c1, c2]), NoProgress())  # type: ignore[arg-type]
+    assert pulled.source_documents == 8 and len(pulled.document_ids) == 7 and pulled.skipped == 1
+    assert await documents.count_matching(rt.db, ns="ns", collection_ids=[c1, c2]) == 12
+    X, doc_ids, col_ids, _ = pulled.arrange(sample_size=None, cap=10**6, seed=1)
     check_rows(X, doc_ids, col_ids)
 
 
