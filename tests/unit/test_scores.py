@@ -166,13 +166,26 @@ def test_presampled_silhouette_serves_only_its_own_sample():
     )
 
 
-def test_threads_follow_the_blas_limit():
-    """A worker pool process limits BLAS to its threads per run: the silhouette uses as many."""
-    from threadpoolctl import threadpool_limits
+def wait_blas_idle() -> None:
+    """Until no thread (an earlier test's run still seeding, a beside-the-fit job) is inside
+    one_blas_thread: the limit it restores on leaving would undo the one a test sets."""
+    import time
 
     from core import threads
 
     threads.beside_fit(lambda: None).result()  # jobs run in order: earlier tests' are done
+    deadline = time.monotonic() + 60
+    while threads._blas_users and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threads._blas_users == 0
+
+
+def test_threads_follow_the_blas_limit():
+    """A worker pool process limits BLAS to its threads per run: the silhouette uses as many."""
+    from threadpoolctl import threadpool_limits
+
+
+    wait_blas_idle()
     with threadpool_limits(1):
         assert scores.workers() == 1
     with threadpool_limits(2):
@@ -188,7 +201,7 @@ def test_one_blas_thread_is_counted_across_threads():
 
     from core import threads
 
-    threads.beside_fit(lambda: None).result()
+    wait_blas_idle()
     inside, leave = threading.Event(), threading.Event()
 
     def beside() -> int:
