@@ -19,13 +19,12 @@ from api.body_limit import BodyLimitMiddleware
 from api.deps import Services
 from api.routers import adhoc, admin, analytics, clusters, collections, patterns, run_actions, views
 from api.routers import dashboard as dashboard_routes
-from core import row_kernels
 from core.algorithms import hdbscan_engine
 from core.artifacts import make_artifact_store
 from core.settings import Settings, get_settings
 from core.store import api_keys
 from core.store.db import connect, ensure_indexes
-from worker import runtime
+from worker import runtime, warm
 from worker.app import NOOP_TASK, make_celery
 
 log = logging.getLogger("clusterd.api")
@@ -87,7 +86,7 @@ def create_app(settings: Settings | None = None, *, banner: bool = False) -> Fas
             if settings.run_worker_in_process:
                 if settings.warm_up:  # in the background: the API answers at once
                     hdbscan_engine.start_warm_up()
-                row_kernels.start_warm_up()  # ~0.5 s from numba's on-disk cache
+                warm.start()  # row kernels, oneDAL, parquet: the first run costs what later ones do
                 await asyncio.to_thread(lambda: stack.enter_context(embedded_worker(celery_app)))
             try:
                 async with reaper.running(app.state.services):

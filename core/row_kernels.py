@@ -12,7 +12,6 @@ starts, so no run pays for it.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -162,23 +161,3 @@ def warm_up() -> float:
     scale_rows(X, np.sqrt(sq_norms(X, 1)).astype(np.float32), 1)
     return time.perf_counter() - started
 
-
-def start_warm_up() -> None:
-    """`warm_up` in a daemon thread, once per process; a failure leaves each kernel to compile
-    on its first call."""
-    global _warming
-    with _pool_lock:
-        if _warming:
-            return
-        _warming = True
-    threading.Thread(target=_warm_up_quietly, name="row-kernels-warm-up", daemon=True).start()
-
-
-_warming = False
-
-
-def _warm_up_quietly() -> None:
-    try:
-        warm_up()
-    except Exception:  # noqa: BLE001 - the kernels then compile when first called
-        logging.getLogger("clusterd.worker").exception("row kernels did not compile at start")

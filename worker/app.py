@@ -82,6 +82,9 @@ def _child_init(**_: Any) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     limit_threads(threads)
     _limit_memory()
+    from worker import warm
+
+    warm.start()  # oneDAL and the rest in this child (the parent compiled the row kernels before the fork)
 
 
 def _limit_memory() -> None:
