@@ -166,55 +166,57 @@ def test_presampled_silhouette_serves_only_its_own_sample():
     )
 
 
-def wait_blas_idle() -> None:
-    """Until no thread (an earlier test's run still seeding, a beside-the-fit job) is inside
-    one_blas_thread: the limit it restores on leaving would undo the one a test sets."""
-    import time
+def in_a_fresh_process(code: str) -> None:
+    """BLAS limits are process-wide: an earlier test's fit still running in a daemon thread (a
+    canceled run's restarts) enters and leaves one_blas_thread and restores the limit it found,
+    so these checks run where no other thread can."""
+    import subprocess
+    import sys
+    import textwrap
 
-    from core import threads
-
-    threads.beside_fit(lambda: None).result()  # jobs run in order: earlier tests' are done
-    deadline = time.monotonic() + 60
-    while threads._blas_users and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert threads._blas_users == 0
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_threads_follow_the_blas_limit():
     """A worker pool process limits BLAS to its threads per run: the silhouette uses as many."""
-    from threadpoolctl import threadpool_limits
-
-
-    wait_blas_idle()
-    with threadpool_limits(1):
-        assert scores.workers() == 1
-    with threadpool_limits(2):
-        assert scores.workers() == 2
+    in_a_fresh_process(
+        """
+        from threadpoolctl import threadpool_limits
+        from core import scores
+        with threadpool_limits(1):
+            assert scores.workers() == 1
+        with threadpool_limits(2):
+            assert scores.workers() == 2
+        """
+    )
 
 
 def test_one_blas_thread_is_counted_across_threads():
-    """Overlapping users on two threads: BLAS stays at one thread until the last one leaves, and
-    the threads a run may use still read as the limit outside."""
-    import threading
-
-    from threadpoolctl import threadpool_limits
-
-    from core import threads
-
-    wait_blas_idle()
-    inside, leave = threading.Event(), threading.Event()
-
-    def beside() -> int:
-        inside.set()
-        leave.wait(10)
-        return threads.run_threads()
-
-    with threadpool_limits(2, user_api="blas"):
-        job = threads.beside_fit(beside)
-        assert inside.wait(10)
-        with threads.one_blas_thread():
-            assert threads._blas_threads() == 1 and threads.run_threads() == 2
-        assert threads._blas_threads() == 1  # the beside job is still inside
-        leave.set()
-        assert job.result(10) == 2
-        assert threads._blas_threads() == 2
+    """Overlapping users on two threads: the limit is restored once, when the last one leaves,
+    and the threads a run may use read as the limit outside meanwhile."""
+    in_a_fresh_process(
+        """
+        import threading
+        import numpy  # loads the BLAS library threadpoolctl then finds
+        from threadpoolctl import threadpool_limits
+        from core import threads
+        inside, leave = threading.Event(), threading.Event()
+        def beside():
+            inside.set()
+            leave.wait(10)
+            return threads.run_threads(), threads._blas_users
+        with threadpool_limits(2, user_api="blas"):
+            job = threads.beside_fit(beside)
+            assert inside.wait(10)
+            with threads.one_blas_thread():
+                assert threads._blas_users == 2 and threads.run_threads() == 2
+            assert threads._blas_users == 1  # the beside job is still inside: nothing restored
+            leave.set()
+            assert job.result(10) == (2, 1)
+            assert threads._blas_users == 0 and threads._blas_limit is None
+            assert threads._blas_threads() == 2
+        """
+    )
