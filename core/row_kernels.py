@@ -97,9 +97,15 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def row_parts(n: int, threads: int) -> int:
+    """How many contiguous ranges `in_row_ranges` splits n rows into (at most `threads`)."""
+    return max(1, min(threads, n // MIN_ROWS_PER_THREAD))
+
+
 def in_row_ranges(n: int, threads: int, work: Callable[[int, int, int], None]) -> None:
-    """work(part, start, stop) over `threads` contiguous ranges of rows 0..n, in parallel."""
-    parts = max(1, min(threads, n // MIN_ROWS_PER_THREAD))
+    """work(part, start, stop) over `row_parts(n, threads)` contiguous ranges of rows 0..n, in
+    parallel."""
+    parts = row_parts(n, threads)
     bounds = np.linspace(0, n, parts + 1).astype(np.int64)
     if parts == 1:
         work(0, 0, n)
@@ -113,7 +119,7 @@ def cluster_sums(X: np.ndarray, idx: np.ndarray, k: int, threads: int) -> np.nda
     """float64 (k, D) sums of the rows of float32 `X` per centroid row `idx` (-1: in none)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
-    parts = max(1, min(threads, X.shape[0] // MIN_ROWS_PER_THREAD))
+    parts = row_parts(X.shape[0], threads)  # one float64 accumulator per range
     totals = np.zeros((parts, k, X.shape[1]), dtype=np.float64)
     in_row_ranges(X.shape[0], parts, lambda p, a, b: _cluster_sums(X, idx, a, b, totals[p]))
     return totals.sum(axis=0)

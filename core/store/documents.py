@@ -238,10 +238,11 @@ def embedded_scope(
     documents as they were here."""
     per: dict[str, list[dict[str, Any]]] = {}
     for cid in dict.fromkeys(collection_ids):
-        docs = embedded.matching(db.documents, scope={"namespace_id": ns, "collection_id": cid}, match=match)
+        scope = {"namespace_id": ns, "collection_id": cid}
+        docs = embedded.in_id_order(db.documents, scope=scope, match=match)
         if docs is None:
             return None
-        per[cid] = embedded.sort_ascending(docs, "document_id")
+        per[cid] = docs
     lists = list(per.values())
     if len(lists) == 1:
         return len(lists[0]), per
@@ -289,8 +290,8 @@ async def iter_vector_batches(
     """
     scope = {"namespace_id": ns, "collection_id": collection_id}
     docs = documents
-    if docs is None and (found := embedded.matching(db.documents, scope=scope, match=match)) is not None:
-        docs = embedded.sort_ascending(found, "document_id")
+    if docs is None:
+        docs = embedded.in_id_order(db.documents, scope=scope, match=match)
     if docs is not None:
         batches: AsyncIterator[list[dict[str, Any]]] = _chunks(docs, batch_size)
     else:
@@ -299,15 +300,14 @@ async def iter_vector_batches(
         batches = _cursor_batches(cursor.batch_size(batch_size), batch_size)
     width = dimensions * 4
     async for batch in batches:
-        usable = [
-            (doc["document_id"], blob)
-            for doc in batch
-            if isinstance(vectors := doc.get("vectors"), dict)
-            and isinstance(blob := vectors.get(vector_name), bytes)
-            and len(blob) == width
-        ]
-        ids = [i for i, _ in usable]
-        blobs = [b for _, b in usable]
+        ids: list[str] = []
+        blobs: list[bytes] = []
+        for doc in batch:
+            vectors = doc.get("vectors")
+            blob = vectors.get(vector_name) if isinstance(vectors, dict) else None
+            if isinstance(blob, bytes) and len(blob) == width:
+                ids.append(doc["document_id"])
+                blobs.append(blob)
         yield ids, blobs, len(batch) - len(ids)
 
 
@@ -342,9 +342,9 @@ async def iter_fields(
     never changed."""
     for cid in collection_ids:
         scope = {"namespace_id": ns, "collection_id": cid}
-        docs = embedded.matching(db.documents, scope=scope, match=match)
+        docs = embedded.in_id_order(db.documents, scope=scope, match=match)
         if docs is not None:
-            for doc in embedded.sort_ascending(docs, "document_id"):
+            for doc in docs:
                 yield {k: v for k, v in doc.items() if k not in ("_id", "vectors")}
             continue
         q = combine(scope, match or {})

@@ -112,6 +112,15 @@ def sort_ascending(docs: list[dict[str, Any]], key: str) -> list[dict[str, Any]]
     return [docs[i] for i in order]
 
 
+def in_id_order(
+    collection: Any, *, scope: Scope, match: dict[str, Any] | None
+) -> list[dict[str, Any]] | None:
+    """`matching` in ascending document_id order: what `find(scope AND match).sort("document_id",
+    1)` returns (every bulk read of documents); None when `collection` is not embedded."""
+    docs = matching(collection, scope=scope, match=match)
+    return None if docs is None else sort_ascending(docs, "document_id")
+
+
 # --------------------------------------------------------------------------- writes
 
 

@@ -30,11 +30,9 @@ async def iter_multi_vector_batches(
     """Yield (document_ids, blobs per feature, skipped) per `batch_size` documents read; blobs[f][r]
     is vector `vector_names[f]` of document_ids[r], exactly `dimensions[f]` float32."""
     scope = {"namespace_id": ns, "collection_id": collection_id}
-    docs = embedded.matching(db.documents, scope=scope, match=match)
+    docs = embedded.in_id_order(db.documents, scope=scope, match=match)
     if docs is not None:
-        batches: AsyncIterator[list[dict[str, Any]]] = _chunks(
-            embedded.sort_ascending(docs, "document_id"), batch_size
-        )
+        batches: AsyncIterator[list[dict[str, Any]]] = _chunks(docs, batch_size)
     else:
         projection = {"_id": 0, "document_id": 1, **{f"vectors.{name}": 1 for name in vector_names}}
         cursor = db.documents.find(combine(scope, match or {}), projection).sort("document_id", 1)
