@@ -99,7 +99,11 @@ class Api:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    async def make_cluster(
+    async def make_cluster(self, collection: str, *args: Any, **kwargs: Any) -> str:
+        """`create_cluster`'s cluster id."""
+        return str((await self.create_cluster(collection, *args, **kwargs))["cluster_id"])
+
+    async def create_cluster(
         self,
         collection: str,
         ns: str = "team-a",
@@ -107,21 +111,24 @@ class Api:
         *,
         method: str = "kmeans",
         params: dict[str, Any] | None = None,
+        vector_config: dict[str, Any] | None = None,
         **extra: Any,
-    ) -> str:
-        """A vector cluster over `emb`; `params` default to k-means' {"n_clusters": k}."""
+    ) -> dict[str, Any]:
+        """A vector cluster over `emb` (the created cluster); `params` default to k-means'
+        {"n_clusters": k}, `vector_config` adds to its vector_config, `extra` to the body."""
         body = {
             "collection_ids": [collection],
             "vector_config": {
                 "clustering_method": method,
                 "feature_uris": ["emb"],
                 "algorithm_params": {"n_clusters": k} if params is None else params,
+                **(vector_config or {}),
             },
             **extra,
         }
         r = await self.client.post("/v1/clusters", json=body, headers=self.h(ns))
         assert r.status_code == 200, r.text
-        return str(r.json()["cluster_id"])
+        return dict(r.json())
 
     async def execute(self, cluster_id: str, ns: str = "team-a") -> dict:
         """Execute a cluster and wait for the run to end; returns the finished run."""

@@ -56,19 +56,10 @@ async def _run(api: Api, algorithm: str, params: dict[str, Any], X: np.ndarray, 
         if existing.status_code == 200
         else (await api.make_collection(name=name, X=X))[0]
     )
-    body = {
-        "collection_ids": [col],
-        "vector_config": {
-            "clustering_method": algorithm,
-            "feature_uris": ["emb"],
-            "algorithm_params": params,
-            "normalize_features": False,
-            **vc,
-        },
-    }
-    r = await api.client.post("/v1/clusters", json=body, headers=api.h())
-    assert r.status_code == 200, r.text
-    return await api.execute(r.json()["cluster_id"])
+    cid = await api.make_cluster(
+        col, method=algorithm, params=params, vector_config={"normalize_features": False, **vc}
+    )
+    return await api.execute(cid)
 
 
 def _labels(api: Api, run: dict) -> np.ndarray:

@@ -27,19 +27,9 @@ pytestmark = pytest.mark.e2e
 async def hierarchical_cluster(
     api: Api, collection: str, method: str, params: dict[str, Any], **vector_config: Any
 ) -> dict[str, Any]:
-    body = {
-        "collection_ids": [collection],
-        "vector_config": {
-            "clustering_method": method,
-            "feature_uris": ["emb"],
-            "algorithm_params": params,
-            "hierarchical": True,
-            **vector_config,
-        },
-    }
-    r = await api.client.post("/v1/clusters", json=body, headers=api.h())
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+    return await api.create_cluster(
+        collection, method=method, params=params, vector_config={"hierarchical": True, **vector_config}
+    )
 
 
 def check_run_shape(run: dict[str, Any], top: int, leaves: int) -> dict[str, dict[str, Any]]:
