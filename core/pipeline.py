@@ -67,6 +67,9 @@ class PipelineConfig:
     reduce_above: int | None = REDUCE_ABOVE
     reduce_to: int = REDUCE_TO
     owns_input: bool = False  # the caller hands X over: normalisation may overwrite it
+    # X is an earlier run's fitted matrix (core.store.pull_cache): checked, and normalised when
+    # `normalize`, already; read-only
+    prepared: bool = False
     preprocessing: list[dict[str, Any]] | None = None  # explicit steps (core.preprocess): replace the above
     hierarchical: bool = False  # re-cluster large clusters recursively (core.hierarchy_split)
     max_hierarchy_depth: int = 3  # sub-levels below the algorithm's clusters
@@ -179,11 +182,12 @@ def run_pipeline(
 
     check("validate")
     given = X
-    X, sq_norms = checked_input(X)
+    if not config.prepared:
+        X, sq_norms = checked_input(X)
     step()
 
     check("normalize")
-    if config.normalize:
+    if config.normalize and not config.prepared:
         # in place only on a matrix the pipeline made itself or was handed to own
         X = l2_normalize(X, in_place=config.owns_input or X is not given, sq_norms=sq_norms)
     step()

@@ -164,6 +164,12 @@ def warm_up() -> float:
     idx = np.array([0, 1, -1, 0], dtype=np.int64)
     C = cluster_sums(X, idx, 2, 1).astype(np.float32)
     point_geometry(X, idx, C, 1)
+    # a read-only matrix (a cached one: core.store.pull_cache) is another type to numba
+    fixed = X.copy()
+    fixed.flags.writeable = False
+    cluster_sums(fixed, idx, 2, 1)
+    point_geometry(fixed, idx, C, 1)
+    sq_norms(fixed, 1)
     scale_rows(X, np.sqrt(sq_norms(X, 1)).astype(np.float32), 1)
     return time.perf_counter() - started
 

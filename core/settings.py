@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         description="documents read from MongoDB per batch when pulling vectors (each batch is copied into "
         "the run's one preallocated matrix; see docs/concepts.md)",
     )
+    pull_cache_mb: int = Field(
+        1024,
+        ge=0,
+        description="embedded store only: memory a worker may keep of recent pulls (the vector matrix "
+        "and ids of a run's scope) to serve a later run of the same scope while no document was written "
+        "since (core.store.pull_cache); least recently used first out, 0 turns it off",
+    )
     metrics_sample_size: int = Field(
         2048,  # core.metrics.SILHOUETTE_SAMPLE: its distances fit beside a k-means fit (core.pipeline)
         ge=100,

@@ -113,7 +113,7 @@ async def pull_scope(
     embedded mode each collection's documents, read once for the count and the pull
     (documents.embedded_scope; None on MongoDB)). A collection deleted since the run was queued
     fails the run."""
-    from core.store import collections, documents
+    from core.store import documents
 
     cfg, ns = run["config"], run["namespace_id"]
     match = document_filter(cfg)
@@ -125,13 +125,21 @@ async def pull_scope(
             await documents.count_matching(rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match),
             None,
         )
+    return match, source, await collection_scope(rt, run), prefetched
+
+
+async def collection_scope(rt: Runtime, run: dict[str, Any]) -> Scope:
+    """[(collection id, its vector dimensions by name)] of a run, in run order; a collection
+    deleted since the run was queued fails the run."""
+    from core.store import collections
+
     scope = []
-    for cid in cfg["collection_ids"]:
-        col = await collections.find(rt.db, ns=ns, ident=cid)
+    for cid in run["config"]["collection_ids"]:
+        col = await collections.find(rt.db, ns=run["namespace_id"], ident=cid)
         if col is None:
             raise RunDataError(f"collection '{cid}' no longer exists")
         scope.append((cid, collections.dimensions_of(col)))
-    return match, source, scope, prefetched
+    return scope
 
 
 def initial_rows(source_documents: int, seen: int, batch_size: int) -> int:

@@ -15,12 +15,21 @@ from core.centroids import cluster_members
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import PipelineResult, run_pipeline
-from core.store import documents
+from core.store import documents, embedded, pull_cache
 from core.vectors import VectorRows, encode, resolve_vector_name
 from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
-from worker.stages import Progress, initial_rows, pipeline_config, pull_scope, sample_cap, sample_indices
+from worker.stages import (
+    Progress,
+    collection_scope,
+    document_filter,
+    initial_rows,
+    pipeline_config,
+    pull_scope,
+    sample_cap,
+    sample_indices,
+)
 
 REPRESENTATIVES = 5
 
@@ -63,29 +72,47 @@ class Pulled:
 async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, started: float) -> dict[str, Any]:
     cfg = run["config"]
     await progress.checkpoint("pulling", 0.02)
-    pulled = await _pull(rt, run, progress)
-    retrieved = len(pulled.document_ids)
-    if retrieved == 0:
-        scope = "matching the filters " if cfg.get("filters") else ""
-        raise RunDataError(
-            f"no usable vectors: none of the {pulled.source_documents} documents {scope}has vector "
-            f"'{cfg['feature_name']}'"
-        )
+    reuse = await _Reuse.find(rt, run)
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
-    cap = sample_cap(rt, cfg, params, int(pulled.dimensions or 0), retrieved)
-    X, doc_ids, col_ids, sampling = pulled.arrange(
-        sample_size=cfg.get("sample_size"), cap=cap, seed=int(cfg["seed"])
-    )
+    seed = int(cfg["seed"])
+    if reuse is not None and reuse.entry is not None:  # the same scope, nothing written since
+        entry = reuse.entry
+        source_documents, retrieved = entry.source_documents, len(entry.document_ids)
+        cap = sample_cap(rt, cfg, params, int(entry.matrix.shape[1]), retrieved)
+        keep, sampling = sample_indices(retrieved, cfg.get("sample_size"), cap, seed)
+        X, doc_ids, col_ids = entry.matrix, entry.document_ids, entry.collection_ids
+        if keep is not None:
+            X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
+    else:
+        pulled = await _pull(rt, run, progress)
+        source_documents, retrieved = pulled.source_documents, len(pulled.document_ids)
+        if retrieved == 0:
+            scope = "matching the filters " if cfg.get("filters") else ""
+            raise RunDataError(
+                f"no usable vectors: none of the {pulled.source_documents} documents {scope}has vector "
+                f"'{cfg['feature_name']}'"
+            )
+        cap = sample_cap(rt, cfg, params, int(pulled.dimensions or 0), retrieved)
+        X, doc_ids, col_ids, sampling = pulled.arrange(sample_size=cfg.get("sample_size"), cap=cap, seed=seed)
     pconf = pipeline_config(rt, cfg, params)
+    pconf.prepared = reuse is not None and reuse.entry is not None
+    fitted: list[np.ndarray] = []  # the matrix the algorithm saw, kept for the next run
 
     def scaled(stage: str, fraction: float) -> None:  # pipeline owns 30%..90% of the bar
         progress.from_thread(stage, 0.3 + 0.6 * fraction)
 
     # the layout needs no labels: it is computed beside the fit (worker.layout_stage.Overlapped)
     overlapped = layout_stage.Overlapped(await layout_stage.prepare(rt, run), doc_ids)
+
+    def normalized(Xn: np.ndarray) -> None:
+        fitted.append(Xn)
+        overlapped.start(Xn)
+
     result: PipelineResult = await asyncio.to_thread(
-        run_pipeline, X, pconf, scaled, progress.stopped, overlapped.start
+        run_pipeline, X, pconf, scaled, progress.stopped, normalized
     )
+    if reuse is not None and reuse.entry is None and sampling is None and fitted:
+        reuse.keep(source_documents, doc_ids, col_ids, fitted[0])
     layout = await overlapped.result(progress)
     save = bool(cfg.get("save_artifacts", True))
     # the centroid records and members.parquet's bytes need no labels: made in a thread while the
@@ -105,10 +132,10 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         "num_points": int(result.num_points),
         "metrics": result.metrics,
         "centroids": centroids,
-        "source_documents": pulled.source_documents,
+        "source_documents": source_documents,
         "vectors_retrieved": int(retrieved),
         "vectors_clustered": int((result.labels >= 0).sum()),
-        "index_gap": int(pulled.source_documents - retrieved),
+        "index_gap": int(source_documents - retrieved),
         "pipeline_drop": int(result.num_points - (result.labels >= 0).sum()),
         "dimensions": int(X.shape[1]),
         "noise_points": int((result.labels < 0).sum()),
@@ -133,6 +160,44 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
             fields.update(await asyncio.to_thread(save_preprocessor, rt, run, result.preprocessor))
     fields["execution_time_ms"] = int((time.perf_counter() - started) * 1000)
     return fields
+
+
+@dataclass
+class _Reuse:
+    """A run's place in core.store.pull_cache (embedded store only): its key, the store's write
+    count read before anything of the run's documents, and the entry found for them, if any."""
+
+    rt: Runtime
+    cache: pull_cache.PullCache
+    key: tuple[Any, ...]
+    version: int
+    entry: pull_cache.Prepared | None
+
+    @classmethod
+    async def find(cls, rt: Runtime, run: dict[str, Any]) -> _Reuse | None:
+        version = embedded.version(rt.db.documents)  # first: a write after it makes a miss
+        cache = pull_cache.of(rt.db.documents) if rt.settings.pull_cache_mb else None
+        if cache is None or version is None:
+            return None
+        cfg = run["config"]
+        scope = await collection_scope(rt, run)
+        key = (
+            run["namespace_id"],
+            cfg["feature_name"],
+            tuple((cid, tuple(sorted(dims.items()))) for cid, dims in scope),
+            repr(document_filter(cfg)),
+            bool(cfg.get("normalize_features", True)),
+        )
+        return cls(rt, cache, key, version, cache.get(key, version))
+
+    def keep(
+        self, source_documents: int, doc_ids: np.ndarray, col_ids: np.ndarray, X: np.ndarray
+    ) -> None:
+        """Offer a run's whole (unsampled) fitted matrix to the cache; refused if the store was
+        written since `version` was read."""
+        entry = pull_cache.Prepared(self.version, source_documents, doc_ids, col_ids, X)
+        budget = self.rt.settings.pull_cache_mb << 20
+        self.cache.put(self.key, entry, budget, embedded.version(self.rt.db.documents))
 
 
 async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:

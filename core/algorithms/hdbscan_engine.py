@@ -62,7 +62,10 @@ def fit(X: np.ndarray, p: Any) -> np.ndarray:
         cluster_selection_epsilon=float(p.cluster_selection_epsilon),
         max_cluster_size=p.max_cluster_size or np.inf,
     )
-    return np.asarray(model.fit_predict(np.ascontiguousarray(X, dtype=np.float32)), dtype=np.int64)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not X.flags.writeable:  # a cached matrix (core.store.pull_cache): numba would compile its
+        X = X.copy()  # kernels again for read-only arrays, inside the run
+    return np.asarray(model.fit_predict(X), dtype=np.int64)
 
 
 def warm_up() -> float:

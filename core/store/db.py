@@ -10,7 +10,7 @@ from pymongo.errors import OperationFailure
 
 from core.listing import page_query
 from core.settings import Settings
-from core.store.embedded import matching, store_of
+from core.store.embedded import matching, store_of, track_writes
 
 log = logging.getLogger("clusterd.store")
 
@@ -130,6 +130,8 @@ def connect(settings: Settings, *, shared_mock: Any = None) -> tuple[Any, Databa
         client: Any = AsyncIOMotorClient(settings.mongodb_url, tz_aware=True, uuidRepresentation="standard")
     else:
         from mongomock_motor import AsyncMongoMockClient
+
+        track_writes()  # core.store.pull_cache serves repeat pulls while nothing changed
 
         client = (
             AsyncMongoMockClient(mock_mongo_client=shared_mock) if shared_mock else AsyncMongoMockClient()

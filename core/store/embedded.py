@@ -31,9 +31,11 @@ stored here reads back as one stored by mongomock's `insert_one`.
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -121,6 +123,72 @@ def in_id_order(
     return None if docs is None else sort_ascending(docs, "document_id")
 
 
+# --------------------------------------------------------------------------- change counter
+
+_WRITES = "_clusterd_writes"  # on a mongomock CollectionStore: the writes it has seen
+PULL_CACHE = "_clusterd_pull_cache"  # on a CollectionStore: its core.store.pull_cache.PullCache
+_counter_lock = threading.Lock()
+_tracking = False
+
+
+def track_writes() -> bool:
+    """Count every write to every mongomock collection store from now on (idempotent): what lets
+    core.store.pull_cache know that nothing changed since it read a collection. True when
+    counting; False when this mongomock lacks a method it wraps (then `version` is None).
+
+    mongomock writes a document through its store's `__setitem__` / `__delitem__` (insert,
+    delete, replace's rollback), empties one with `drop`, and updates (update_*, replace_one,
+    find_one_and_*, bulk updates) modify the stored dict in place inside `Collection._update`:
+    those four are wrapped. This module's own direct writes (`upsert`, `delete_matching`) count
+    themselves."""
+    global _tracking
+    from mongomock import collection, store
+
+    targets: list[tuple[Any, str, Callable[[Any], Any]]] = [
+        (store.CollectionStore, "__setitem__", lambda s: s),
+        (store.CollectionStore, "__delitem__", lambda s: s),
+        (store.CollectionStore, "drop", lambda s: s),
+        (collection.Collection, "_update", lambda c: c._store),
+    ]
+    with _counter_lock:
+        if _tracking:
+            return True
+        if not all(callable(getattr(cls, name, None)) for cls, name, _ in targets):
+            return False
+        for cls, name, store_from in targets:
+            setattr(cls, name, _counted(getattr(cls, name), store_from))
+        _tracking = True
+    return True
+
+
+def _counted(method: Callable[..., Any], store_from: Callable[[Any], Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:  # counted after the change: a reader that saw the old count re-reads
+            wrote(store_from(self))
+
+    return counted
+
+
+def wrote(store: Any) -> None:
+    """One more write to `store`; drops what core.store.pull_cache holds for it."""
+    with _counter_lock:
+        setattr(store, _WRITES, getattr(store, _WRITES, 0) + 1)
+    cache = store.__dict__.get(PULL_CACHE)
+    if cache is not None:
+        cache.clear()
+
+
+def version(collection: Any) -> int | None:
+    """How many writes an embedded collection's store has seen (read it before reading the
+    documents: equal counts later mean nothing was written meanwhile); None when the collection
+    is not embedded or writes are not counted (`track_writes`)."""
+    store = store_of(collection) if _tracking else None
+    return None if store is None else int(getattr(store, _WRITES, 0))
+
+
 # --------------------------------------------------------------------------- writes
 
 
@@ -171,10 +239,13 @@ def delete_matching(collection: Any, *, scope: Scope) -> int | None:
     if store is None:
         return None
     doomed = [doc["_id"] for doc in matching(collection, scope=scope, match=None) or []]
-    with store._rwlock.writer():  # (matching takes the store's reader lock itself)
-        docs = store._documents
-        for key in doomed:
-            docs.pop(key, None)
+    try:
+        with store._rwlock.writer():  # (matching takes the store's reader lock itself)
+            docs = store._documents
+            for key in doomed:
+                docs.pop(key, None)
+    finally:
+        wrote(store)
     return len(doomed)
 
 
@@ -202,14 +273,17 @@ def upsert(store: Any, records: list[dict[str, Any]]) -> int:
             out = stored[v] = _as_stored(v)
         return out
 
-    with store._rwlock.writer():  # the embedded worker thread reads this store concurrently
-        docs = store._documents
-        for doc in records:
-            doc["updated_at"] = as_stored(doc["updated_at"])
-            old = docs.get(doc["_id"])
-            if old is not None:
-                replaced += 1
-            kept = old.get("created_at") if old is not None else None
-            doc["created_at"] = kept or as_stored(doc["created_at"])
-            docs[doc["_id"]] = doc
+    try:
+        with store._rwlock.writer():  # the embedded worker thread reads this store concurrently
+            docs = store._documents
+            for doc in records:
+                doc["updated_at"] = as_stored(doc["updated_at"])
+                old = docs.get(doc["_id"])
+                if old is not None:
+                    replaced += 1
+                kept = old.get("created_at") if old is not None else None
+                doc["created_at"] = kept or as_stored(doc["created_at"])
+                docs[doc["_id"]] = doc
+    finally:
+        wrote(store)
     return replaced
