@@ -6,6 +6,10 @@ within seconds, and the first touch afterwards costs ~3 ms per MB).
 
 The documents go in through the store directly (untimed: ingest has its own case); one small
 batch goes through the API first so the collection's vector index is registered as usual.
+
+Two whole runs per repeat: one right after a write to the documents (one document's fields
+updated: the run reads the store, as the first run of a collection does), then the same cluster
+again (it clusters the matrix the first one kept: core.store.pull_cache).
 """
 
 from __future__ import annotations
@@ -121,20 +125,25 @@ async def _measure(
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
             await _fill(client, app, X)
             cluster_id = await _cluster(client, method, params)
-            whole = Stats("whole run (execute → completed, polled over HTTP)", [], [], [])
+            whole = Stats("whole run after a write (reads the store)", [], [], [])
+            again = Stats("whole run repeated (the kept matrix)", [], [], [])
             alone = Stats(f"{method} algorithm stage alone", [], [], [])
             peaks: list[float] = []
+            peaks_again: list[float] = []
             # both candidates start on memory just touched (warm_memory): as much as a run allocates
             # over its life (the matrix, oneDAL's copies, samples), not only its peak
             warm = max(2048.0, 6 * X.nbytes / 2**20)
-            for _ in range(opts.repeats):
-                # the worker runs in another thread of this process: this process's peak is the run's
-                base = await asyncio.to_thread(reset_peak_rss, warm)
-                started = time.perf_counter()
-                body = await _execute(client, cluster_id)
-                whole.runs.append(time.perf_counter() - started)
-                peaks.append(peak_rss_since(base))
-                whole.info = {"server execution_time_ms": body.get("execution_time_ms")}
+            docs = app.state.services.db.documents
+            for i in range(opts.repeats):
+                await docs.update_one({"document_id": "d0000000"}, {"$set": {"fields.touched": i}})
+                for stats, sink in ((whole, peaks), (again, peaks_again)):
+                    # the worker runs in another thread of this process: this process's peak is the run's
+                    base = await asyncio.to_thread(reset_peak_rss, warm)
+                    started = time.perf_counter()
+                    body = await _execute(client, cluster_id)
+                    stats.runs.append(time.perf_counter() - started)
+                    sink.append(peak_rss_since(base))
+                    stats.info = {"server execution_time_ms": body.get("execution_time_ms")}
                 await asyncio.to_thread(reset_peak_rss, warm)  # the same start as the whole run's
                 wall, foreign, own, _ = await asyncio.to_thread(timed, stage)
                 alone.runs.append(wall)
@@ -144,24 +153,31 @@ async def _measure(
     res = CaseResult(
         f"run/{method}",
         f"whole {method} run, {X.shape[0]}×{X.shape[1]}, embedded default",
-        [alone, whole],
+        [alone, whole, again],
         baseline=alone.name,
     )
-    overhead = whole.median / alone.median - 1
     peak = float(np.median(peaks))
-    res.table.append(
-        {
-            "matrix MB": round(matrix_mb),
-            "peak ΔRSS MB (median)": round(peak),
-            "× matrix": round(peak / matrix_mb, 2),
-        }
-    )
-    if method == "kmeans":
-        res.targets.append(
-            Target(
-                "a whole run costs ≤ 25% more than its algorithm stage", overhead <= 0.25, f"+{overhead:.0%}"
-            )
+    for name, p in (("after a write", peaks), ("repeated", peaks_again)):
+        res.table.append(
+            {
+                "run": name,
+                "matrix MB": round(matrix_mb),
+                "peak ΔRSS MB (median)": round(float(np.median(p))),
+                "× matrix": round(float(np.median(p)) / matrix_mb, 2),
+            }
         )
+    if method == "kmeans":
+        runs = ((whole, "after a write (read from the store)"), (again, "repeated (kept matrix)"))
+        for stats, when in runs:
+            overhead = stats.median / alone.median - 1
+            res.targets.append(
+                Target(
+                    f"a whole run {when} costs ≤ 25% more than its algorithm stage",
+                    overhead <= 0.25,
+                    f"+{overhead:.0%}",
+                )
+            )
+    peak = max(peak, float(np.median(peaks_again)))
     res.targets.append(
         Target(
             "peak memory per run ≤ 3× the vector matrix",
