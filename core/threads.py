@@ -17,7 +17,10 @@ def limit_threads(n: int) -> None:
     """Cap every runtime at `n` threads for the rest of the process (a pool process calls it once)."""
     from threadpoolctl import threadpool_limits
 
+    global _blas_outside
     threadpool_limits(n)
+    with _blas_lock:
+        _blas_outside = n
     with contextlib.suppress(ImportError):  # scikit-learn-intelex is optional
         import daal4py
 
@@ -31,7 +34,11 @@ def limit_threads(n: int) -> None:
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit: Any = None
-_blas_outside = 1  # BLAS threads before the first current user of one_blas_thread came in
+# BLAS threads outside any one_blas_thread, read when the first user ever came in (or set by
+# limit_threads) and kept: after a restore, threadpool_info() read in the run's thread reported
+# 1 thread for good (both scipy-openblas libraries; one was loaded while the limit was on), which
+# ran the post-fit row passes on one thread
+_blas_outside: int | None = None
 
 
 def _blas_threads() -> int:
@@ -45,7 +52,7 @@ def run_threads() -> int:
     """Threads a run may use: the BLAS thread count of this process (a pool process:
     `threads_per_run`), as it is outside any `one_blas_thread`."""
     with _blas_lock:
-        if _blas_users:
+        if _blas_outside is not None:
             return _blas_outside
     return _blas_threads()
 
@@ -61,7 +68,8 @@ def one_blas_thread() -> Iterator[None]:
 
     with _blas_lock:
         if _blas_users == 0:
-            _blas_outside = _blas_threads()
+            if _blas_outside is None:
+                _blas_outside = _blas_threads()
             _blas_limit = threadpool_limits(1, user_api="blas")
         _blas_users += 1
     try:
@@ -70,7 +78,9 @@ def one_blas_thread() -> Iterator[None]:
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
-                _blas_limit.restore_original_limits()
+                # every BLAS loaded now, also one loaded while the limit was on (the limit's own
+                # restore knows only those loaded before it)
+                threadpool_limits(_blas_outside, user_api="blas")
                 _blas_limit = None
 
 
@@ -96,7 +106,7 @@ def beside_fit(job: Callable[[], T]) -> Future[T]:
 
 def _forget_beside() -> None:  # a forked child has none of its parent's threads
     global _beside, _blas_users, _blas_limit
-    _beside, _blas_users, _blas_limit = None, 0, None
+    _beside, _blas_users, _blas_limit = None, 0, None  # (_blas_outside carries over, as the limits do)
 
 
 os.register_at_fork(after_in_child=_forget_beside)
