@@ -87,6 +87,9 @@ class PullCache:
         return len(self._entries)
 
 
+_attach_lock = threading.Lock()
+
+
 def of(collection: Any) -> PullCache | None:
     """The cache of an embedded collection whose writes are counted, else None."""
     if embedded.version(collection) is None:
@@ -99,5 +102,3 @@ def of(collection: Any) -> PullCache | None:
             setattr(store, embedded.PULL_CACHE, cache)
     return cache
 
-
-_attach_lock = threading.Lock()
