@@ -106,13 +106,13 @@ Scope = list[tuple[str, dict[str, int]]]  # (collection id, its vector dimension
 
 
 async def pull_scope(
-    rt: Runtime, run: dict[str, Any]
+    rt: Runtime, run: dict[str, Any], scope: Scope | None = None
 ) -> tuple[dict[str, Any], int, Scope, dict[str, list[dict[str, Any]]] | None]:
     """What a vector pull reads: (the run's compiled pre-filter, how many documents of its
     collections match it, [(collection id, its vector dimensions by name)] in run order, and in
     embedded mode each collection's documents, read once for the count and the pull
     (documents.embedded_scope; None on MongoDB)). A collection deleted since the run was queued
-    fails the run."""
+    fails the run. `scope`: the run's `collection_scope`, when the caller read it already."""
     from core.store import documents
 
     cfg, ns = run["config"], run["namespace_id"]
@@ -125,7 +125,7 @@ async def pull_scope(
             await documents.count_matching(rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match),
             None,
         )
-    return match, source, await collection_scope(rt, run), prefetched
+    return match, source, scope if scope is not None else await collection_scope(rt, run), prefetched
 
 
 async def collection_scope(rt: Runtime, run: dict[str, Any]) -> Scope:

@@ -22,6 +22,7 @@ from worker.labeling import label_clusters
 from worker.runtime import Runtime
 from worker.stages import (
     Progress,
+    Scope,
     collection_scope,
     document_filter,
     initial_rows,
@@ -84,7 +85,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         if keep is not None:
             X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
     else:
-        pulled = await _pull(rt, run, progress)
+        pulled = await _pull(rt, run, progress, reuse.scope if reuse is not None else None)
         source_documents, retrieved = pulled.source_documents, len(pulled.document_ids)
         if retrieved == 0:
             scope = "matching the filters " if cfg.get("filters") else ""
@@ -169,6 +170,7 @@ class _Reuse:
 
     rt: Runtime
     cache: pull_cache.PullCache
+    scope: Scope  # worker.stages.collection_scope, read for the key (a miss's pull reuses it)
     key: tuple[Any, ...]
     version: int
     entry: pull_cache.Prepared | None
@@ -188,7 +190,7 @@ class _Reuse:
             repr(document_filter(cfg)),
             bool(cfg.get("normalize_features", True)),
         )
-        return cls(rt, cache, key, version, cache.get(key, version))
+        return cls(rt, cache, scope, key, version, cache.get(key, version))
 
     def keep(
         self, source_documents: int, doc_ids: np.ndarray, col_ids: np.ndarray, X: np.ndarray
@@ -200,11 +202,11 @@ class _Reuse:
         self.cache.put(self.key, entry, budget, embedded.version(self.rt.db.documents))
 
 
-async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress) -> Pulled:
+async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress, known: Scope | None = None) -> Pulled:
     cfg = run["config"]
     ns = run["namespace_id"]
     out = Pulled()
-    match, out.source_documents, scope, prefetched = await pull_scope(rt, run)
+    match, out.source_documents, scope, prefetched = await pull_scope(rt, run, known)
     seen = 0
     for cid, dims_by_name in scope:
         name = resolve_vector_name(cfg["feature_name"], set(dims_by_name))
