@@ -15,7 +15,7 @@ from core.centroids import cluster_members
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import PipelineResult, run_pipeline
-from core.store import documents, embedded, pull_cache
+from core.store import documents, embedded, pull_cache, pull_refresh
 from core.vectors import VectorRows, encode, resolve_vector_name
 from worker import layout_stage
 from worker.labeling import label_clusters
@@ -45,6 +45,9 @@ class Pulled:
     source_documents: int = 0
     skipped: int = 0
     dimensions: int | None = None
+    keys: list[Any] | None = None  # each row's stored _id (embedded store, kept matrix on)
+    gap: list[Any] | None = None  # the _ids of the documents counted without a row
+    row_keys: np.ndarray | None = None  # `keys` in run order, set by `arrange`
 
     def arrange(
         self, *, sample_size: int | None, cap: int, seed: int
@@ -55,6 +58,7 @@ class Pulled:
         sampled in place in the one buffer, never through a second matrix. Pulled lets go of all."""
         doc_ids = np.asarray(self.document_ids, dtype=object)
         col_ids = np.asarray(self.collection_ids, dtype=object)
+        keys = np.asarray(self.keys, dtype=object) if self.keys is not None else None
         rows, self.rows, self.document_ids, self.collection_ids = self.rows, None, [], []
         if rows is None:
             rows = VectorRows(self.dimensions or 0)
@@ -63,17 +67,29 @@ class Pulled:
             if not np.array_equal(order, np.arange(order.size)):
                 rows.reorder(order)
                 doc_ids, col_ids = doc_ids[order], col_ids[order]
+                keys = keys[order] if keys is not None else None
         keep, sampling = sample_indices(len(rows), sample_size, cap, seed)
         if keep is not None:
             rows.keep(keep)
-            doc_ids, col_ids = doc_ids[keep], col_ids[keep]
+            doc_ids, col_ids, keys = doc_ids[keep], col_ids[keep], None
+        self.row_keys = keys
         return rows.take(), doc_ids, col_ids, sampling
 
 
 async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, started: float) -> dict[str, Any]:
-    cfg = run["config"]
     await progress.checkpoint("pulling", 0.02)
     reuse = await _Reuse.find(rt, run)
+    try:
+        return await _run_vector(rt, run, progress, started, reuse)
+    finally:
+        if reuse is not None:
+            reuse.release()
+
+
+async def _run_vector(
+    rt: Runtime, run: dict[str, Any], progress: Progress, started: float, reuse: _Reuse | None
+) -> dict[str, Any]:
+    cfg = run["config"]
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
     seed = int(cfg["seed"])
     if reuse is not None and reuse.entry is not None:  # the same scope, nothing written since
@@ -85,7 +101,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         if keep is not None:
             X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
     else:
-        pulled = await _pull(rt, run, progress, reuse.scope if reuse is not None else None)
+        pulled = await _pull(rt, run, progress, reuse.scope if reuse is not None else None, reuse is not None)
         source_documents, retrieved = pulled.source_documents, len(pulled.document_ids)
         if retrieved == 0:
             scope = "matching the filters " if cfg.get("filters") else ""
@@ -113,7 +129,7 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
         run_pipeline, X, pconf, scaled, progress.stopped, normalized
     )
     if reuse is not None and reuse.entry is None and sampling is None and fitted:
-        reuse.keep(source_documents, doc_ids, col_ids, fitted[0])
+        reuse.keep(source_documents, doc_ids, col_ids, fitted[0], pulled.row_keys, pulled.gap)
     layout = await overlapped.result(progress)
     save = bool(cfg.get("save_artifacts", True))
     # the centroid records and members.parquet's bytes need no labels: made in a thread while the
@@ -166,7 +182,9 @@ async def run_vector(rt: Runtime, run: dict[str, Any], progress: Progress, start
 @dataclass
 class _Reuse:
     """A run's place in core.store.pull_cache (embedded store only): its key, the store's write
-    count read before anything of the run's documents, and the entry found for them, if any."""
+    count read before anything of the run's documents, and the entry found for them, if any
+    (brought up to date with the documents written since: core.store.pull_refresh). The entry
+    the run clusters is lent to it until `release`."""
 
     rt: Runtime
     cache: pull_cache.PullCache
@@ -174,6 +192,7 @@ class _Reuse:
     key: tuple[Any, ...]
     version: int
     entry: pull_cache.Prepared | None
+    lent: pull_cache.Prepared | None = None
 
     @classmethod
     async def find(cls, rt: Runtime, run: dict[str, Any]) -> _Reuse | None:
@@ -183,34 +202,76 @@ class _Reuse:
             return None
         cfg = run["config"]
         scope = await collection_scope(rt, run)
+        match = document_filter(cfg)
+        normalize = bool(cfg.get("normalize_features", True))
         key = (
             run["namespace_id"],
             cfg["feature_name"],
             tuple((cid, tuple(sorted(dims.items()))) for cid, dims in scope),
-            repr(document_filter(cfg)),
-            bool(cfg.get("normalize_features", True)),
+            repr(match),
+            normalize,
         )
-        return cls(rt, cache, scope, key, version, cache.get(key, version))
+        parts = []
+        for cid, dims in scope:
+            name = resolve_vector_name(cfg["feature_name"], set(dims))
+            parts.append(pull_refresh.Part(cid, name, int(dims[name]) if name is not None else 0))
+        collection = rt.db.documents
+
+        def refresh(entry: pull_cache.Prepared, in_place: bool) -> pull_cache.Prepared | None:
+            return pull_refresh.refresh(
+                collection,
+                entry,
+                ns=run["namespace_id"],
+                parts=parts,
+                match=match,
+                normalize=normalize,
+                version=version,
+                in_place=in_place,
+            )
+
+        entry = cache.get(key, version, refresh, lend=True)
+        return cls(rt, cache, scope, key, version, entry, lent=entry)
 
     def keep(
-        self, source_documents: int, doc_ids: np.ndarray, col_ids: np.ndarray, X: np.ndarray
+        self,
+        source_documents: int,
+        doc_ids: np.ndarray,
+        col_ids: np.ndarray,
+        X: np.ndarray,
+        keys: np.ndarray | None,
+        gap: list[Any] | None,
     ) -> None:
         """Offer a run's whole (unsampled) fitted matrix to the cache; refused if the store was
-        written since `version` was read."""
-        entry = pull_cache.Prepared(self.version, source_documents, doc_ids, col_ids, X)
+        written since `version` was read. It stays lent to this run."""
+        entry = pull_cache.Prepared(
+            self.version, source_documents, doc_ids, col_ids, X, keys, tuple(gap) if gap is not None else None
+        )
         budget = self.rt.settings.pull_cache_mb << 20
-        self.cache.put(self.key, entry, budget, embedded.version(self.rt.db.documents))
+        if self.cache.put(self.key, entry, budget, embedded.version(self.rt.db.documents), lend=True):
+            self.lent = entry
+
+    def release(self) -> None:
+        if self.lent is not None:
+            self.cache.release(self.lent)
+            self.lent = None
 
 
-async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress, known: Scope | None = None) -> Pulled:
+async def _pull(
+    rt: Runtime, run: dict[str, Any], progress: Progress, known: Scope | None = None, keyed: bool = False
+) -> Pulled:
+    """The run's vectors; `keyed`: also each row's stored `_id` and the gap's, for the kept matrix
+    (embedded store only)."""
     cfg = run["config"]
     ns = run["namespace_id"]
     out = Pulled()
     match, out.source_documents, scope, prefetched = await pull_scope(rt, run, known)
+    if keyed and prefetched is not None:
+        out.keys, out.gap = [], []
     seen = 0
     for cid, dims_by_name in scope:
         name = resolve_vector_name(cfg["feature_name"], set(dims_by_name))
         if name is None:
+            out.gap = None  # which documents those are is not read
             continue  # nothing in this collection has that vector: all of it is index gap
         dims = dims_by_name[name]
         if out.dimensions is not None and dims != out.dimensions:
@@ -230,6 +291,8 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress, known: Sco
             batch_size=rt.settings.pull_batch_size,
             match=match,
             documents=prefetched[cid] if prefetched is not None else None,
+            keys=out.keys,
+            gap=out.gap,
         ):
             out.rows.extend(blobs)  # grows if documents arrived since the count
             out.document_ids.extend(ids)

@@ -277,6 +277,8 @@ async def iter_vector_batches(
     batch_size: int,
     match: dict[str, Any] | None = None,
     documents: list[dict[str, Any]] | None = None,
+    keys: list[Any] | None = None,
+    gap: list[Any] | None = None,
 ) -> AsyncIterator[tuple[list[str], list[bytes], int]]:
     """Yield (document_ids, blobs, skipped) per `batch_size` documents read, in ascending
     document_id order. Each blob is the stored vector, exactly `dimensions` float32 (decode with
@@ -286,7 +288,8 @@ async def iter_vector_batches(
     length is counted as skipped too rather than breaking the rows. MongoDB serves a plain find
     with projection, sorted on the (namespace, collection, document_id) index; the embedded store
     is read in bulk (core.store.embedded: its cursor is quadratic), or `documents` is this
-    collection's part of `embedded_scope` (read already, for the count).
+    collection's part of `embedded_scope` (read already, for the count). `keys` / `gap`, when
+    given, get the `_id` of each document yielded / skipped (core.store.pull_refresh uses them).
     """
     scope = {"namespace_id": ns, "collection_id": collection_id}
     docs = documents
@@ -308,6 +311,10 @@ async def iter_vector_batches(
             if isinstance(blob, bytes) and len(blob) == width:
                 ids.append(doc["document_id"])
                 blobs.append(blob)
+                if keys is not None:
+                    keys.append(doc.get("_id"))
+            elif gap is not None:
+                gap.append(doc.get("_id"))
         yield ids, blobs, len(batch) - len(ids)
 
 

@@ -34,8 +34,9 @@ from __future__ import annotations
 import functools
 import sys
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,11 @@ def matching(collection: Any, *, scope: Scope, match: dict[str, Any] | None) -> 
     store = store_of(collection)
     if store is None:
         return None
+    return select(_snapshot(store), scope=scope, match=match)
+
+
+def select(docs: list[dict[str, Any]], *, scope: Scope, match: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The documents of `docs` that `matching` would select, in their order."""
     from mongomock import filtering, helpers
 
     applies = filtering.filter_applies
@@ -68,7 +74,6 @@ def matching(collection: Any, *, scope: Scope, match: dict[str, Any] | None) -> 
         """mongomock's own test, for a stored value that is not a string (e.g. an array)."""
         return bool(applies({key: want if type(want) is str else {"$in": sorted(want)}}, doc))
 
-    docs = _snapshot(store)
     if len(conds) == 2:  # (namespace_id, collection_id): every caller; one comprehension, ~4x faster
         (k1, w1), (k2, w2) = conds
         c1 = (w1,) if type(w1) is str else w1
@@ -126,59 +131,145 @@ def in_id_order(
 # --------------------------------------------------------------------------- change counter
 
 _WRITES = "_clusterd_writes"  # on a mongomock CollectionStore: the writes it has seen
+_LOG = "_clusterd_log"  # on a CollectionStore: its _Log
 PULL_CACHE = "_clusterd_pull_cache"  # on a CollectionStore: its core.store.pull_cache.PullCache
+LOG_KEYS = 50_000  # the _ids the log holds at most (older writes: `changes_since` answers None)
 _counter_lock = threading.Lock()
 _tracking = False
+_updating = threading.local()  # .keys: the _ids Collection._update is visiting, on this thread
 
 
 def track_writes() -> bool:
-    """Count every write to every mongomock collection store from now on (idempotent): what lets
-    core.store.pull_cache know that nothing changed since it read a collection. True when
-    counting; False when this mongomock lacks a method it wraps (then `version` is None).
+    """Count every write to every mongomock collection store from now on, with the `_id`s it
+    wrote (idempotent): what lets core.store.pull_cache know what changed since it read a
+    collection. True when counting; False when this mongomock lacks a method it wraps (then
+    `version` is None).
 
     mongomock writes a document through its store's `__setitem__` / `__delitem__` (insert,
-    delete, replace's rollback), empties one with `drop`, and updates (update_*, replace_one,
-    find_one_and_*, bulk updates) modify the stored dict in place inside `Collection._update`:
-    those four are wrapped. This module's own direct writes (`upsert`, `delete_matching`) count
-    themselves."""
+    delete, replace's rollback, TTL expiry), empties one with `drop` (no ids: every older read
+    is out of date), and updates (update_*, replace_one, find_one_and_*, bulk updates) modify the
+    stored dicts in place inside `Collection._update`, which finds them through
+    `Collection._iter_documents`: the ids it hands out during an update are the ones written.
+    This module's own direct writes (`upsert`, `delete_matching`) count themselves."""
     global _tracking
     from mongomock import collection, store
 
-    targets: list[tuple[Any, str, Callable[[Any], Any]]] = [
-        (store.CollectionStore, "__setitem__", lambda s: s),
-        (store.CollectionStore, "__delitem__", lambda s: s),
-        (store.CollectionStore, "drop", lambda s: s),
-        (collection.Collection, "_update", lambda c: c._store),
+    targets: list[tuple[Any, str, Callable[..., Any]]] = [
+        (store.CollectionStore, "__setitem__", lambda method: _counted(method, lambda s, a: (s, (a[0],)))),
+        (store.CollectionStore, "__delitem__", lambda method: _counted(method, lambda s, a: (s, (a[0],)))),
+        (store.CollectionStore, "drop", lambda method: _counted(method, lambda s, a: (s, None))),
+        (collection.Collection, "_update", _counted_update),
+        (collection.Collection, "_iter_documents", _visits),
     ]
     with _counter_lock:
         if _tracking:
             return True
         if not all(callable(getattr(cls, name, None)) for cls, name, _ in targets):
             return False
-        for cls, name, store_from in targets:
-            setattr(cls, name, _counted(getattr(cls, name), store_from))
+        for cls, name, wrap in targets:
+            setattr(cls, name, wrap(getattr(cls, name)))
         _tracking = True
     return True
 
 
-def _counted(method: Callable[..., Any], store_from: Callable[[Any], Any]) -> Callable[..., Any]:
+def _counted(
+    method: Callable[..., Any], written: Callable[[Any, tuple[Any, ...]], Any]
+) -> Callable[..., Any]:
+    """`method`, then `wrote(*written(self, args))`: (the store, the _ids or None)."""
+
     @functools.wraps(method)
     def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         finally:  # counted after the change: a reader that saw the old count re-reads
-            wrote(store_from(self))
+            wrote(*written(self, args))
 
     return counted
 
 
-def wrote(store: Any) -> None:
-    """One more write to `store`; drops what core.store.pull_cache holds for it."""
+def _counted_update(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        outer = getattr(_updating, "keys", None)
+        keys: list[Any] = []
+        _updating.keys = keys
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            _updating.keys = outer
+            wrote(self._store, keys)
+
+    return counted
+
+
+def _visits(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`Collection._iter_documents`, noting each document's `_id` while an update runs."""
+
+    @functools.wraps(method)
+    def visiting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        docs = method(self, *args, **kwargs)
+        keys = getattr(_updating, "keys", None)
+        return docs if keys is None else _noted(docs, keys)
+
+    return visiting
+
+
+def _noted(docs: Any, keys: list[Any]) -> Any:
+    for doc in docs:
+        keys.append(doc.get("_id"))
+        yield doc
+
+
+@dataclass
+class _Log:
+    """What a store's writes wrote, for `changes_since`: (write number, _ids), oldest first."""
+
+    entries: deque[tuple[int, tuple[Any, ...]]] = field(default_factory=deque)
+    held: int = 0  # _ids in `entries`
+    floor: int = 0  # the oldest write count `changes_since` can answer from
+
+
+def wrote(store: Any, keys: Iterable[Any] | None = None) -> None:
+    """One more write to `store`, of the documents under `_id`s `keys` (None: unknown, e.g. a drop:
+    then nothing read before can be brought up to date, and core.store.pull_cache's entries for
+    the store go)."""
     with _counter_lock:
-        setattr(store, _WRITES, getattr(store, _WRITES, 0) + 1)
-    cache = store.__dict__.get(PULL_CACHE)
-    if cache is not None:
-        cache.clear()
+        count = getattr(store, _WRITES, 0) + 1
+        setattr(store, _WRITES, count)
+        log: _Log = store.__dict__.setdefault(_LOG, _Log())
+        if keys is None:
+            log.entries.clear()
+            log.held, log.floor = 0, count
+        else:
+            ids = tuple(keys)
+            log.entries.append((count, ids))
+            log.held += len(ids)
+            while log.held > LOG_KEYS:
+                log.floor, dropped = log.entries.popleft()
+                log.held -= len(dropped)
+    if keys is None:
+        cache = store.__dict__.get(PULL_CACHE)
+        if cache is not None:
+            cache.clear()
+
+
+def changes_since(collection: Any, count: int) -> set[Any] | None:
+    """The `_id`s written to an embedded collection's store since its write count was `count`
+    (`version`), or None when that is not known (not embedded or not counted, a write of unknown
+    documents since, or more than `LOG_KEYS` ids ago)."""
+    store = store_of(collection) if _tracking else None
+    if store is None:
+        return None
+    with _counter_lock:
+        log: _Log = store.__dict__.get(_LOG) or _Log()
+        if count < log.floor or count > getattr(store, _WRITES, 0):
+            return None
+        out: set[Any] = set()
+        for at, ids in reversed(log.entries):
+            if at <= count:
+                break
+            out.update(ids)
+        return out
 
 
 def version(collection: Any) -> int | None:
@@ -245,7 +336,7 @@ def delete_matching(collection: Any, *, scope: Scope) -> int | None:
             for key in doomed:
                 docs.pop(key, None)
     finally:
-        wrote(store)
+        wrote(store, doomed)
     return len(doomed)
 
 
@@ -285,5 +376,5 @@ def upsert(store: Any, records: list[dict[str, Any]]) -> int:
                 doc["created_at"] = kept or as_stored(doc["created_at"])
                 docs[doc["_id"]] = doc
     finally:
-        wrote(store)
+        wrote(store, [doc["_id"] for doc in records])
     return replaced

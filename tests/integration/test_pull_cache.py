@@ -28,25 +28,39 @@ def _record(i: int, vec: np.ndarray | None = None) -> dict[str, Any]:
     )
 
 
-WRITES: dict[str, Callable[[Any], Awaitable[Any]]] = {
-    "insert_one": lambda c: c.insert_one(_record(100)),
-    "insert_many": lambda c: c.insert_many([_record(101), _record(102)]),
-    "update_one (in place)": lambda c: c.update_one(
-        {"document_id": "d001"}, {"$set": {"vectors.emb": b"\0" * 16}}
+def _ids(*numbers: int) -> set[str]:
+    return {f"ns/c/d{i:03d}" for i in numbers}
+
+
+# each write, and the _ids embedded.changes_since must name for it (None: unknown, a drop)
+WRITES: dict[str, tuple[Callable[[Any], Awaitable[Any]], set[str] | None]] = {
+    "insert_one": (lambda c: c.insert_one(_record(100)), _ids(100)),
+    "insert_many": (lambda c: c.insert_many([_record(101), _record(102)]), _ids(101, 102)),
+    "update_one (in place)": (
+        lambda c: c.update_one({"document_id": "d001"}, {"$set": {"vectors.emb": b"\0" * 16}}),
+        _ids(1),
     ),
-    "update_many": lambda c: c.update_many({}, {"$set": {"fields.x": 1}}),
-    "replace_one": lambda c: c.replace_one({"document_id": "d002"}, _record(2, np.zeros(4, np.float32))),
-    "find_one_and_update": lambda c: c.find_one_and_update(
-        {"document_id": "d003"}, {"$set": {"fields.y": 2}}
+    "update_one (upsert)": (
+        lambda c: c.update_one({"_id": "ns/c/d104"}, {"$set": {"fields.z": 1}}, upsert=True),
+        {"ns/c/d104"},
     ),
-    "find_one_and_replace": lambda c: c.find_one_and_replace({"document_id": "d004"}, _record(4)),
-    "find_one_and_delete": lambda c: c.find_one_and_delete({"document_id": "d005"}),
-    "delete_one": lambda c: c.delete_one({"document_id": "d006"}),
-    "delete_many": lambda c: c.delete_many({"document_id": {"$in": ["d007", "d008"]}}),
+    "update_many": (lambda c: c.update_many({}, {"$set": {"fields.x": 1}}), _ids(*range(20))),
+    "replace_one": (
+        lambda c: c.replace_one({"document_id": "d002"}, _record(2, np.zeros(4, np.float32))),
+        _ids(2),
+    ),
+    "find_one_and_update": (
+        lambda c: c.find_one_and_update({"document_id": "d003"}, {"$set": {"fields.y": 2}}),
+        _ids(3),
+    ),
+    "find_one_and_replace": (lambda c: c.find_one_and_replace({"document_id": "d004"}, _record(4)), _ids(4)),
+    "find_one_and_delete": (lambda c: c.find_one_and_delete({"document_id": "d005"}), _ids(5)),
+    "delete_one": (lambda c: c.delete_one({"document_id": "d006"}), _ids(6)),
+    "delete_many": (lambda c: c.delete_many({"document_id": {"$in": ["d007", "d008"]}}), _ids(7, 8)),
     # (bulk UpdateOne / ReplaceOne fail in this mongomock with this pymongo: they pass `sort`)
-    "bulk_write insert": lambda c: c.bulk_write([InsertOne(_record(103))]),
-    "bulk_write delete": lambda c: c.bulk_write([DeleteOne({"document_id": "d011"})]),
-    "drop": lambda c: c.drop(),
+    "bulk_write insert": (lambda c: c.bulk_write([InsertOne(_record(103))]), _ids(103)),
+    "bulk_write delete": (lambda c: c.bulk_write([DeleteOne({"document_id": "d011"})]), _ids(11)),
+    "drop": (lambda c: c.drop(), None),
 }
 
 
@@ -61,8 +75,15 @@ async def test_every_mongomock_write_path_counts(tmp_path: Path, write: str) -> 
     db = await _filled(tmp_path)
     before = embedded.version(db.documents)
     assert before is not None
-    await WRITES[write](db.documents)
+    do, written = WRITES[write]
+    await do(db.documents)
     assert embedded.version(db.documents) > before  # type: ignore[operator]
+    changed = embedded.changes_since(db.documents, before)
+    # every id it wrote is named (a few paths also name a document they only looked at)
+    assert changed is None if written is None else changed is not None and written <= changed
+    if written is not None:
+        assert changed is not None and len(changed) <= len(written) + 1
+        assert embedded.changes_since(db.documents, embedded.version(db.documents) or 0) == set()
 
 
 async def test_reads_do_not_count_and_direct_writes_do(tmp_path: Path) -> None:
@@ -79,11 +100,26 @@ async def test_reads_do_not_count_and_direct_writes_do(tmp_path: Path) -> None:
     embedded.upsert(store, [_record(1, np.zeros(4, np.float32))])  # the API's document write path
     after_upsert = embedded.version(db.documents)
     assert after_upsert > before  # type: ignore[operator]
+    assert embedded.changes_since(db.documents, before) == _ids(1)  # type: ignore[arg-type]
     assert embedded.delete_matching(db.documents, scope={"namespace_id": "ns", "collection_id": "c"}) == 20
     assert embedded.version(db.documents) > after_upsert  # type: ignore[operator]
+    assert embedded.changes_since(db.documents, after_upsert) == _ids(*range(20))  # type: ignore[arg-type]
 
 
-async def test_a_write_drops_every_entry(tmp_path: Path) -> None:
+async def test_the_change_log_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = await _filled(tmp_path)
+    monkeypatch.setattr(embedded, "LOG_KEYS", 5)
+    start = embedded.version(db.documents)
+    assert start is not None
+    for i in range(4):
+        pair = [f"d{i:03d}", f"d{i + 10:03d}"]
+        await db.documents.update_many({"document_id": {"$in": pair}}, {"$set": {"x": i}})
+    assert embedded.changes_since(db.documents, start) is None  # 8 ids: the oldest went
+    assert embedded.changes_since(db.documents, start + 2) == _ids(2, 12, 3, 13)
+    assert embedded.changes_since(db.documents, start + 99) is None  # a count not reached yet
+
+
+async def test_a_write_of_unknown_documents_drops_every_entry(tmp_path: Path) -> None:
     db = await _filled(tmp_path)
     cache = pull_cache.of(db.documents)
     assert cache is not None and pull_cache.of(db.documents) is cache
@@ -92,6 +128,10 @@ async def test_a_write_drops_every_entry(tmp_path: Path) -> None:
     assert cache.put("k", _entry(v, 10), 1 << 20, v)
     assert cache.get("k", v) is not None
     await db.documents.update_one({"document_id": "d001"}, {"$set": {"fields.x": 1}})
+    assert len(cache) == 1  # known ids: left to be brought up to date (core.store.pull_refresh)
+    assert cache.get("k", v + 1) is None and len(cache) == 0  # a reader that cannot refresh drops it
+    assert cache.put("k", _entry(v + 1, 10), 1 << 20, v + 1)
+    await db.documents.drop()
     assert len(cache) == 0
 
 
@@ -162,9 +202,9 @@ async def test_a_repeat_run_reuses_the_matrix_until_a_write(api: Api) -> None:
     moved = np.zeros(8, np.float32)
     moved[1] = 10.0
     await api.upsert(col, [{"document_id": "d00000", "vectors": {"emb": moved.tolist()}}])
-    assert len(cache) == 0
     third = await api.execute(cluster)
-    assert third["status"] == "completed" and cache.hits == hits + 2
+    # the kept matrix was brought up to date with that one document (core.store.pull_refresh)
+    assert third["status"] == "completed" and cache.hits == hits + 3 and cache.refreshes == 1
     before, after = _members(api, first), _members(api, third)
     assert after["d00000"][0] == after["d00040"][0] != before["d00000"][0]
     assert sorted(c["num_members"] for c in third["centroids"]) == [39, 40, 41]
