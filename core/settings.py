@@ -156,8 +156,9 @@ class Settings(BaseSettings):
         1024,
         ge=0,
         description="embedded store only: memory a worker may keep of recent pulls (the vector matrix "
-        "and ids of a run's scope) to serve a later run of the same scope while no document was written "
-        "since (core.store.pull_cache); least recently used first out, 0 turns it off",
+        "and ids of a run's scope) to serve a later run of the same scope, brought up to date with the "
+        "documents written since (core.store.pull_cache, pull_refresh); least recently used first out, "
+        "0 turns it off",
     )
     metrics_sample_size: int = Field(
         2048,  # core.metrics.SILHOUETTE_SAMPLE: its distances fit beside a k-means fit (core.pipeline)
