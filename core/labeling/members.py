@@ -14,13 +14,34 @@ def ranked_members(
     (ties by position). One sort for all clusters: 100k members in thousands of clusters is a
     single lexsort."""
     labels = np.asarray(labels)
-    dist = np.nan_to_num(np.asarray(distances, dtype=np.float64), nan=np.inf)
-    order = np.lexsort((np.arange(labels.size), dist, labels))
+    order = _by_label_then_distance(labels, np.asarray(distances))
     sorted_labels = labels[order]
     values = np.asarray(list(cluster_values), dtype=labels.dtype)
     starts = np.searchsorted(sorted_labels, values, side="left")
     ends = np.searchsorted(sorted_labels, values, side="right")
     return [order[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def _by_label_then_distance(labels: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """Positions sorted by label, then distance (NaN last), then position. For float32 distances
+    (the pipeline's) that are not negative, with labels spanning < 2**31, one stable sort of
+    (label - min) << 32 | the distance's bits: a non-negative float's bits order as the float does
+    (24 ms → 7 ms at 100k, where a three-key lexsort took most of the labeling's own time)."""
+    if (
+        labels.size
+        and distances.dtype == np.float32
+        and np.issubdtype(labels.dtype, np.integer)
+        and int(labels.max()) - int(labels.min()) < 2**31
+    ):
+        nan = np.isnan(distances)
+        if not bool((distances[~nan] < 0).any()):
+            bits = (distances + np.float32(0.0)).view(np.uint32)  # -0.0 + 0.0 is +0.0
+            bits[nan] = 0x7FC00000  # one NaN, above +inf (which the lexsort's nan_to_num keeps finite)
+            codes = (labels.astype(np.int64) - int(labels.min())).astype(np.uint64)
+            key = (codes << np.uint64(32)) | bits.astype(np.uint64)
+            return np.argsort(key, kind="stable")
+    dist = np.nan_to_num(np.asarray(distances, dtype=np.float64), nan=np.inf)
+    return np.lexsort((np.arange(labels.size), dist, labels))
 
 
 def spread(ranked: np.ndarray, n: int) -> np.ndarray:

@@ -246,3 +246,17 @@ def test_llm_settings_are_checked() -> None:
     s = Settings(llm_base_url="https://llm.internal/v1", llm_api_key="k" * 20)
     assert s.llm_timeout_s == 30 and s.llm_max_retries == 2 and s.llm_max_clusters == 100
     assert "k" * 20 not in repr(s)  # the key is a secret
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ranked_members_one_key_sort_equals_the_lexsort(dtype: type) -> None:
+    rng = np.random.default_rng(3)
+    labels = np.array([-7, 3, 40, 1000, 5, -1])[rng.integers(0, 6, 5000)]
+    dist = rng.choice([0.0, -0.0, 0.5, 1.5, np.inf, np.nan], 5000).astype(dtype)  # many ties
+    dist[::7] = rng.random(dist[::7].size)
+    values = [-7, 3, 40, 1000, 5, 99]
+    key = np.nan_to_num(dist.astype(np.float64), nan=np.inf)
+    order = np.lexsort((np.arange(5000), key, labels))
+    want = [order[labels[order] == v] for v in values]
+    got = members.ranked_members(labels, dist, values)
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
