@@ -1,5 +1,6 @@
-"""core.store.pull_cache: a run's fitted matrix serves the next run of the same scope only while
-nothing was written to the embedded store; every mongomock write path counts."""
+"""core.store.pull_cache: a run's fitted matrix serves the next run of the same scope as kept
+while nothing was written to the embedded store, and every mongomock write path counts and names
+the documents it wrote (what core.store.pull_refresh brings the matrix up to date with)."""
 
 from __future__ import annotations
 
