@@ -19,6 +19,7 @@ pull's validation names it), fewer than 2 rows left, a store that is not plain m
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,15 +142,8 @@ def _apply(
             return None
     new_gap = tuple(gap) if gap is not None else None
     doc_ids, col_ids = entry.document_ids, entry.collection_ids
-    same_rows = all(
-        (rows := row_of.get(n.key, [])) == [] and n.blob is None
-        or len(rows) == 1
-        and n.blob is not None
-        and doc_ids[rows[0]] == n.document_id
-        and col_ids[rows[0]] == n.collection_id
-        for n in now
-    )
-    if same_rows and in_place and _writable(entry.matrix):
+    unmoved = all(_keeps_its_row(entry, row_of.get(n.key, []), n) for n in now)
+    if in_place and unmoved and _writable(entry.matrix):
         for j, n in enumerate(with_rows):
             entry.matrix[row_of[n.key][0]] = block[j]  # type: ignore[index]
         entry.matrix.flags.writeable = False
@@ -157,7 +151,21 @@ def _apply(
     return _merged(entry, now, with_rows, block, row_of, source, new_gap, version)
 
 
+def _keeps_its_row(entry: Prepared, rows: list[int], n: _Now) -> bool:
+    """Whether a changed document has the rows it had: none before and none now, or its one row
+    at the same place (same document_id, same collection)."""
+    if not rows:
+        return n.blob is None
+    return (
+        len(rows) == 1
+        and n.blob is not None
+        and entry.document_ids[rows[0]] == n.document_id
+        and entry.collection_ids[rows[0]] == n.collection_id
+    )
+
+
 def _writable(matrix: np.ndarray) -> bool:
+    """Make `matrix` writable (the caller makes it read-only again); False when it cannot be."""
     try:
         matrix.flags.writeable = True
     except ValueError:
@@ -188,6 +196,8 @@ def _merged(
     def at(i: int) -> tuple[str, str]:
         return doc_ids[i], col_ids[i]
 
+    if any(targets[a] == targets[b] for a, b in itertools.pairwise(order)):
+        return None  # two changed documents would make the same row
     slots = []
     for j in order:
         target = targets[j]
@@ -199,10 +209,7 @@ def _merged(
     if m < 2:
         return None
     is_new = np.zeros(m, dtype=bool)
-    new_at = np.asarray(slots, dtype=np.int64) + np.arange(len(order))
-    if len(order) and np.any(np.diff(new_at) <= 0):
-        return None  # two new rows share a key
-    is_new[new_at] = True
+    is_new[np.asarray(slots, dtype=np.int64) + np.arange(len(order))] = True
     matrix = np.empty((m, entry.matrix.shape[1]), dtype=entry.matrix.dtype)
     matrix[~is_new] = entry.matrix[kept]
     out_doc = np.empty(m, dtype=object)

@@ -37,6 +37,18 @@ def _members(api: Api, run: dict[str, Any]) -> dict[str, Any]:
     return dict(zip(rows["document_id"], values, strict=True))
 
 
+def _doc_like(entry: pull_cache.Prepared, ns: str, col: str, key: str) -> dict[str, Any]:
+    """A stored document of the scope under `_id` `key` with the first row's vector."""
+    blob = np.asarray(entry.matrix[0], dtype=np.float32).tobytes()
+    return {
+        "_id": key,
+        "namespace_id": ns,
+        "collection_id": col,
+        "document_id": key,
+        "vectors": {"emb": blob},
+    }
+
+
 def _vec(direction: int, scale: float = 10.0) -> list[float]:
     v = np.zeros(8, np.float32)
     v[direction] = scale
@@ -207,6 +219,10 @@ async def test_refresh_gives_up_on_what_the_pull_must_judge(api: Api) -> None:
         )
 
     assert attempt() is not None  # nothing changed: the same rows
+    twins = [{**_doc_like(entry, ns, col, f"twin-{i}"), "document_id": "d-twin"} for i in range(2)]
+    await docs.insert_many(twins)
+    assert attempt() is None  # two stored documents would make one (document_id, collection) row
+    await docs.delete_many({"document_id": "d-twin"})
     await docs.update_one({"document_id": "d00006"}, {"$set": {"collection_id": [col, "other"]}})
     assert attempt() is None  # an array where the scope looks: mongomock's slow path
     await docs.update_one({"document_id": "d00006"}, {"$set": {"collection_id": col}})
