@@ -106,17 +106,19 @@ Scope = list[tuple[str, dict[str, int]]]  # (collection id, its vector dimension
 
 
 async def pull_scope(
-    rt: Runtime, run: dict[str, Any], scope: Scope | None = None
+    rt: Runtime, run: dict[str, Any], scope: Scope | None = None, match: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], int, Scope, dict[str, list[dict[str, Any]]] | None]:
     """What a vector pull reads: (the run's compiled pre-filter, how many documents of its
     collections match it, [(collection id, its vector dimensions by name)] in run order, and in
     embedded mode each collection's documents, read once for the count and the pull
     (documents.embedded_scope; None on MongoDB)). A collection deleted since the run was queued
-    fails the run. `scope`: the run's `collection_scope`, when the caller read it already."""
+    fails the run. `scope` / `match`: the run's `collection_scope` / `document_filter`, when the
+    caller has them already."""
     from core.store import documents
 
     cfg, ns = run["config"], run["namespace_id"]
-    match = document_filter(cfg)
+    if match is None:
+        match = document_filter(cfg)
     embedded = documents.embedded_scope(rt.db, ns=ns, collection_ids=cfg["collection_ids"], match=match)
     if embedded is not None:
         source, prefetched = embedded

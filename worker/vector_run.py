@@ -92,7 +92,7 @@ async def _run_vector(
     cfg = run["config"]
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
     seed = int(cfg["seed"])
-    if reuse is not None and reuse.entry is not None:  # the same scope, nothing written since
+    if reuse is not None and reuse.entry is not None:  # the same scope, as of now (refreshed if written)
         entry = reuse.entry
         source_documents, retrieved = entry.source_documents, len(entry.document_ids)
         cap = sample_cap(rt, cfg, params, int(entry.matrix.shape[1]), retrieved)
@@ -101,7 +101,7 @@ async def _run_vector(
         if keep is not None:
             X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
     else:
-        pulled = await _pull(rt, run, progress, reuse.scope if reuse is not None else None, reuse is not None)
+        pulled = await _pull(rt, run, progress, reuse)
         source_documents, retrieved = pulled.source_documents, len(pulled.document_ids)
         if retrieved == 0:
             scope = "matching the filters " if cfg.get("filters") else ""
@@ -189,6 +189,7 @@ class _Reuse:
     rt: Runtime
     cache: pull_cache.PullCache
     scope: Scope  # worker.stages.collection_scope, read for the key (a miss's pull reuses it)
+    match: dict[str, Any]  # worker.stages.document_filter, likewise
     key: tuple[Any, ...]
     version: int
     entry: pull_cache.Prepared | None
@@ -230,7 +231,7 @@ class _Reuse:
             )
 
         entry = cache.get(key, version, refresh, lend=True)
-        return cls(rt, cache, scope, key, version, entry, lent=entry)
+        return cls(rt, cache, scope, match, key, version, entry, lent=entry)
 
     def keep(
         self,
@@ -256,16 +257,15 @@ class _Reuse:
             self.lent = None
 
 
-async def _pull(
-    rt: Runtime, run: dict[str, Any], progress: Progress, known: Scope | None = None, keyed: bool = False
-) -> Pulled:
-    """The run's vectors; `keyed`: also each row's stored `_id` and the gap's, for the kept matrix
-    (embedded store only)."""
+async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress, reuse: _Reuse | None = None) -> Pulled:
+    """The run's vectors; with `reuse` (a kept-matrix miss) from the scope and filter it read, and
+    also each row's stored `_id` and the gap's, for the matrix it will keep."""
     cfg = run["config"]
     ns = run["namespace_id"]
     out = Pulled()
-    match, out.source_documents, scope, prefetched = await pull_scope(rt, run, known)
-    if keyed and prefetched is not None:
+    known_scope, known_match = (reuse.scope, reuse.match) if reuse is not None else (None, None)
+    match, out.source_documents, scope, prefetched = await pull_scope(rt, run, known_scope, known_match)
+    if reuse is not None and prefetched is not None:
         out.keys, out.gap = [], []
     seen = 0
     for cid, dims_by_name in scope:

@@ -236,7 +236,9 @@ def wrote(store: Any, keys: Iterable[Any] | None = None) -> None:
     with _counter_lock:
         count = getattr(store, _WRITES, 0) + 1
         setattr(store, _WRITES, count)
-        log: _Log = store.__dict__.setdefault(_LOG, _Log())
+        log: _Log | None = store.__dict__.get(_LOG)
+        if log is None:  # (not setdefault: that would build a _Log on every write)
+            log = store.__dict__[_LOG] = _Log()
         if keys is None:
             log.entries.clear()
             log.held, log.floor = 0, count
