@@ -4,37 +4,23 @@ same results as a run that read the whole store."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from core.store import embedded, pull_cache, pull_refresh
 from tests.conftest import Api, blobs
+from tests.integration.test_pull_cache import _cache, _members
 
 RUN_FIELDS = ("metrics", "num_clusters", "num_points", "source_documents", "vectors_retrieved", "index_gap")
-
-
-def _cache(api: Api) -> pull_cache.PullCache:
-    cache = pull_cache.of(api.app.state.services.db.documents)
-    assert cache is not None
-    return cache
 
 
 def _entry(api: Api) -> pull_cache.Prepared:
     cache = _cache(api)
     (entry,) = cache._entries.values()
     return entry
-
-
-def _members(api: Api, run: dict[str, Any]) -> dict[str, Any]:
-    table = pq.read_table(io.BytesIO(api.app.state.services.artifacts.get_bytes(run["members_key"])))
-    rows = table.to_pydict()
-    values = zip(rows["cluster_id"], rows["distance_to_centroid"], strict=True)
-    return dict(zip(rows["document_id"], values, strict=True))
 
 
 def _doc_like(entry: pull_cache.Prepared, ns: str, col: str, key: str) -> dict[str, Any]:
