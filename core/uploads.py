@@ -89,7 +89,7 @@ class _Errors:
 
 
 def read_table(
-    body: bytes,
+    body: bytes | memoryview,
     *,
     known_dimensions: dict[str, int],
     declared_only: bool,
@@ -163,7 +163,7 @@ def _missing_id() -> dict[str, Any]:
     return {"loc": ["columns", "document_id"], "msg": "column 'document_id': missing", "type": "value_error"}
 
 
-def _open(body: bytes, max_decoded_bytes: int) -> pa.Table:
+def _open(body: bytes | memoryview, max_decoded_bytes: int) -> pa.Table:
     """The table in a parquet file, an Arrow IPC file or an Arrow IPC stream (by magic bytes)."""
     is_parquet = len(body) >= 12 and body[:4] == PARQUET_MAGIC and body[-4:] == PARQUET_MAGIC
     is_arrow = body[:6] == ARROW_FILE_MAGIC or body[:4] == ARROW_STREAM_MAGIC

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api import body_buffers
 from api.body_limit import UPLOAD_PATH
 from api.deps import NamespaceDep, PrincipalDep, ServicesDep, resolve_namespace
 from api.fast_json import FastJSONRoute
@@ -266,27 +267,26 @@ async def upload_documents(
     (core/uploads.py). Same id replaces; all-or-nothing like the JSON batch, with errors naming
     `documents[row]` or the column."""
     col = await collections.get_or_raise(svc.db, ns=ns, ident=ident)
-    body = b"".join([chunk async for chunk in request.stream()])  # not kept on the request
     limit = svc.settings.max_upload_mb * 1024 * 1024
-    upload = await asyncio.to_thread(
-        uploads.read_table,
-        body,
-        known_dimensions=collections.dimensions_of(col),
-        declared_only=col.get("indexes_declared", False),
-        max_dimensions=svc.settings.max_vector_dimensions,
-        max_decoded_bytes=uploads.DECODED_FACTOR * limit,
-    )
-    del body
-    if upload.new_indexes:
-        await collections.add_vector_indexes(svc.db, collection=col, new=upload.new_indexes)
-    records = documents.to_records(
-        ns=ns,
-        collection_id=col["collection_id"],
-        document_ids=upload.document_ids,
-        fields=[{"metadata": m, "source_type": "direct_upsert"} for m in upload.metadata],
-        vectors=[(v.name, v.matrix, v.present) for v in upload.vectors],
-    )
-    del upload
+    async with body_buffers.received(request, limit) as body:  # the records copy out of it
+        upload = await asyncio.to_thread(
+            uploads.read_table,
+            body,
+            known_dimensions=collections.dimensions_of(col),
+            declared_only=col.get("indexes_declared", False),
+            max_dimensions=svc.settings.max_vector_dimensions,
+            max_decoded_bytes=uploads.DECODED_FACTOR * limit,
+        )
+        if upload.new_indexes:
+            await collections.add_vector_indexes(svc.db, collection=col, new=upload.new_indexes)
+        records = documents.to_records(
+            ns=ns,
+            collection_id=col["collection_id"],
+            document_ids=upload.document_ids,
+            fields=[{"metadata": m, "source_type": "direct_upsert"} for m in upload.metadata],
+            vectors=[(v.name, v.matrix, v.present) for v in upload.vectors],
+        )
+        del upload  # Arrow IPC columns view the body
     replaced = await documents.upsert_many(svc.db, ns=ns, collection_id=col["collection_id"], records=records)
     return {"collection_id": col["collection_id"], "inserted": len(records), "replaced": replaced}
 

@@ -524,3 +524,68 @@ async def test_lone_surrogates_are_a_validation_error(quick: Api) -> None:
         )
     assert json.loads('"\\ud800"') == "\ud800"  # the stdlib does read them
     assert await state(quick, col) == (0, [])
+
+
+# --------------------------------------------------------------------------- receive buffers
+
+
+async def test_upload_bodies_reuse_receive_buffers_without_mixing_them(quick: Api) -> None:
+    """api.body_buffers: the second upload is read from the first one's buffer (longer than it),
+    a body without Content-Length longer than the kept buffer grows it, and a refused upload
+    leaves the next one intact."""
+    from api import body_buffers
+
+    body_buffers._idle.clear()
+    rng = np.random.default_rng(5)
+    X, Y, Z = (rng.standard_normal((n, 64)).astype(np.float32) for n in (400, 30, 900))
+
+    def file(prefix: str, M: np.ndarray) -> bytes:
+        ids = [f"{prefix}{i}" for i in range(len(M))]
+        return arrow_stream(pa.table({"document_id": ids, "emb": fixed(M)}))
+
+    big, small, bigger = file("x", X), file("y", Y), file("z", Z)
+    col = await new_collection(quick, vector_indexes=[{"name": "emb", "dimensions": 64}])
+    assert (await upload(quick, col, big, "application/vnd.apache.arrow.stream")).status_code == 200
+    assert body_buffers.kept_bytes() == len(big)
+    kept = body_buffers._idle[0]
+    r = await upload(quick, col, small, "application/vnd.apache.arrow.stream")
+    assert r.status_code == 200, r.text
+    assert body_buffers._idle == [kept]  # the same buffer, read only up to the body's length
+    assert np.array_equal(vec(await get(quick, col, "y29")), Y[29])
+    assert np.array_equal(vec(await get(quick, col, "x399")), X[399])
+
+    no_ids = arrow_stream(pa.table({"emb": fixed(Y)}))
+    assert_error(await upload(quick, col, no_ids, "application/vnd.apache.arrow.stream"), 422, "document_id")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(bigger), 7_000):
+            yield bigger[i : i + 7_000]
+
+    r = await quick.client.post(
+        f"/v1/collections/{col}/documents/upload",
+        content=chunks(),
+        headers={**quick.h(NS), "Content-Type": "application/vnd.apache.arrow.stream"},
+    )
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 200, r.text
+    for i in (0, 450, 899):
+        assert np.array_equal(vec(await get(quick, col, f"z{i}")), Z[i])
+    assert max(len(b) for b in body_buffers._idle) >= len(bigger)
+    assert await state(quick, col) == (400 + 30 + 900, [("emb", 64)])
+
+
+def test_a_buffer_still_viewed_is_not_reused() -> None:
+    from api import body_buffers
+
+    body_buffers._idle.clear()
+    buf = bytearray(b"abcdef")
+    view = memoryview(buf)[:4]
+    held = np.frombuffer(view, dtype=np.uint8)  # as a decoded Arrow column would hold it
+    body_buffers._release(view, buf)
+    assert body_buffers._idle == []
+    del held
+    view = memoryview(buf)[:4]
+    body_buffers._release(view, buf)
+    assert body_buffers._idle == [buf]
+    assert body_buffers._take(3) is buf and body_buffers._idle == []
+    assert len(body_buffers._take(10)) == 10  # nothing kept: a new one
