@@ -39,6 +39,8 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin clusterd \
     && mkdir -p /var/lib/clusterd \
     && chown clusterd:clusterd /var/lib/clusterd
 ENV CLUSTERD_DATA_DIR=/var/lib/clusterd
+# glibc's malloc on transparent huge pages (docs/operations.md: bulk uploads, as scripts/run.sh)
+ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 USER clusterd
 WORKDIR /home/clusterd
 

@@ -54,6 +54,7 @@ def own_server(
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTERD_")}
         env |= {"CLUSTERD_API_KEYS": key, "CLUSTERD_DATA_DIR": str(Path(tmp) / "data")}
+        env.setdefault("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")  # as scripts/run.sh and the Dockerfile
         log_path = Path(tmp) / "server.log"
         args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
         cmd = [sys.executable, "-m", "api.cli", *args]
