@@ -20,11 +20,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.store import embedded
+
+if TYPE_CHECKING:
+    from core.store.pull_refresh import RowIndex
 
 ID_BYTES = 100  # what a stored id string costs with its list slot, roughly
 
@@ -41,7 +44,7 @@ class Prepared:
     matrix: np.ndarray  # float32 (n, dimensions), read-only: as the algorithm fitted it
     keys: np.ndarray | None = None  # object (n,): each row's stored `_id` (None: not refreshable)
     gap: tuple[Any, ...] | None = None  # `_id`s counted in source_documents without a row
-    row_of: dict[Any, list[int]] | None = field(default=None, repr=False)  # pull_refresh's index
+    row_of: RowIndex | None = field(default=None, repr=False)  # pull_refresh's index
 
     @property
     def nbytes(self) -> int:

@@ -215,3 +215,11 @@ async def test_refresh_gives_up_on_what_the_pull_must_judge(api: Api) -> None:
     await docs.update_many({}, {"$set": {"touched": 1}})
     assert attempt() is None  # every document changed: a pull is as cheap
     assert cache.refreshes == 0
+
+
+def test_row_index_lists_every_row_of_a_key() -> None:
+    """A key owns one row, several (a document in several collections of the scope), or none."""
+    index = pull_refresh.RowIndex(["a", "b", "a", "c", "a"])
+    assert index.rows("a") == [0, 2, 4] and index.rows("b") == [1] and index.rows("c") == [3]
+    assert index.rows("z") == [] and "a" in index and "z" not in index
+    assert pull_refresh.RowIndex([]).rows("a") == []
