@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 
-KEEP = 2
+KEEP = 1  # uploads come one at a time from `clusterd ingest`; a second at once gets its own
 _idle: list[bytearray] = []
 _lock = threading.Lock()
 
