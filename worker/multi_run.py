@@ -189,7 +189,7 @@ async def run_multi_vector(
     await progress.finalize()
     centroids: list[dict[str, Any]] = []
     for i, (r, lab) in enumerate(zip(results, run_labels, strict=True)):
-        records = _centroid_records(r, doc_ids, col_ids)
+        records = _centroid_records(r)
         if strategy == "independent":  # the feature in the label keeps them apart across features
             lab.labels = [f"{label} ({pulled.names[i]})" for label in lab.labels]
         lab.apply(records)

@@ -11,7 +11,6 @@ import numpy as np
 
 from core import artifacts
 from core.algorithms import validate_params
-from core.centroids import cluster_members
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import PipelineResult, run_pipeline
@@ -31,8 +30,6 @@ from worker.stages import (
     sample_cap,
     sample_indices,
 )
-
-REPRESENTATIVES = 5
 
 
 @dataclass
@@ -303,39 +300,30 @@ async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress, reuse: _Re
     return out
 
 
-def _centroid_records(
-    result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray
-) -> list[dict[str, Any]]:
-    records = []
-    values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
-    groups = cluster_members(result.labels, values)
-    for c, flat in zip(result.clusters, groups, strict=True):
-        # a hierarchical node carries its members (a parent's are its descendants')
-        members = c.members if c.members is not None else flat
-        dist = c.member_distances if c.member_distances is not None else result.distances[members]
-        nearest = members[np.argsort(dist, kind="stable")[:REPRESENTATIVES]]
-        records.append(
-            {
-                "cluster_id": c.cluster_id,
-                "num_members": int(c.num_members),
-                "label": c.default_label,
-                "mean_cosine_similarity": c.mean_cosine_similarity,
-                "min_cosine_similarity": c.min_cosine_similarity,
-                "centroid_vector": encode(c.centroid),
-                "representative_ids": [
-                    {"document_id": str(doc_ids[i]), "collection_id": str(col_ids[i])} for i in nearest
-                ],
-                **({"parent_cluster_id": c.parent_cluster_id} if c.parent_cluster_id else {}),
-            }
-        )
-    return records
+def _centroid_records(result: PipelineResult) -> list[dict[str, Any]]:
+    """One record per cluster, in pipeline order. `label` is the default and `representative_ids`
+    empty: worker.labeling's RunLabels.apply writes both (its representatives are the members
+    nearest the centroid, ties by position, as the API promises), so they are not ranked twice."""
+    return [
+        {
+            "cluster_id": c.cluster_id,
+            "num_members": int(c.num_members),
+            "label": c.default_label,
+            "mean_cosine_similarity": c.mean_cosine_similarity,
+            "min_cosine_similarity": c.min_cosine_similarity,
+            "centroid_vector": encode(c.centroid),
+            "representative_ids": [],
+            **({"parent_cluster_id": c.parent_cluster_id} if c.parent_cluster_id else {}),
+        }
+        for c in result.clusters
+    ]
 
 
 def _prepare_outputs(
     result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray, layout: Layout | None, save: bool
 ) -> tuple[list[dict[str, Any]], bytes | None]:
     """(The centroid records, members.parquet's bytes when artifacts are saved): pure CPU."""
-    records = _centroid_records(result, doc_ids, col_ids)
+    records = _centroid_records(result)
     if not save:
         return records, None
     return records, artifacts.table_to_parquet_bytes(_members(result, doc_ids, col_ids, layout))

@@ -128,6 +128,24 @@ async def test_no_text_gives_cluster_k(api: Api) -> None:
     assert all("keywords" not in c and "summary" not in c for c in run["centroids"])
 
 
+async def test_representatives_are_the_members_nearest_the_centroid(api: Api) -> None:
+    """representative_ids are each cluster's five members nearest its centroid per
+    members.parquet, ties by run order (the labelling stage ranks them; the records do not)."""
+    cid, _ = await api.make_collection()
+    run = await api.execute(await api.make_cluster(cid, k=3))
+    assert run["status"] == "completed", run
+    members = artifacts.read_table(api.app.state.services.artifacts, run["members_key"]).to_pylist()
+    for c in run["centroids"]:
+        mine = [
+            (m["distance_to_centroid"], i, m["document_id"])
+            for i, m in enumerate(members)
+            if m["cluster_id"] == c["cluster_id"]
+        ]
+        nearest = [d for _, _, d in sorted(mine)[:5]]
+        assert [r["document_id"] for r in c["representative_ids"]] == nearest, c["cluster_id"]
+        assert all(r["collection_id"] == cid for r in c["representative_ids"])
+
+
 async def test_labeling_inputs_choose_the_field(api: Api) -> None:
     r = await api.client.post("/v1/collections", json={"collection_name": "two-fields"}, headers=api.h())
     cid = r.json()["collection_id"]
