@@ -136,15 +136,30 @@ def mean_geometry(X: np.ndarray, labels: np.ndarray, threads: int | None = None)
 
     labels = np.asarray(labels)
     threads = threads or workers()
-    cluster_labels = np.unique(labels[labels != -1]).astype(np.int64)
-    idx = _centroid_index(labels, cluster_labels)
+    cluster_labels, idx, counts = _label_rows(labels)
     k = len(cluster_labels)
-    counts = np.bincount(idx[idx >= 0], minlength=k).astype(np.int64)
     totals = row_kernels.cluster_sums(X, idx, k, threads)
     centroids64 = totals / np.maximum(counts, 1)[:, None]
     centroids = centroids64.astype(np.float32)
     sq, dist, cos = row_kernels.point_geometry(X, idx, centroids, threads)
     return MeanGeometry(cluster_labels, counts, centroids, centroids64, sq, dist, cos)
+
+
+def _label_rows(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cluster labels ascending, each point's row among them or -1 for noise, member counts).
+    Labels from -1 up to a few times N (every algorithm's) by one bincount and a lookup table
+    (~1 ms at 100k), others by sorting (np.unique + searchsorted, ~9 ms)."""
+    n = labels.size
+    if n and np.issubdtype(labels.dtype, np.integer) and labels.min() >= -1 and labels.max() < 4 * n + 1024:
+        shifted = labels.astype(np.int64) + 1  # 0: noise
+        sizes = np.bincount(shifted)
+        present = np.flatnonzero(sizes[1:])
+        row = np.full(sizes.size, -1, dtype=np.int64)
+        row[present + 1] = np.arange(present.size)
+        return present.astype(np.int64), row[shifted], sizes[present + 1].astype(np.int64)
+    cluster_labels = np.unique(labels[labels != -1]).astype(np.int64)
+    idx = _centroid_index(labels, cluster_labels)
+    return cluster_labels, idx, np.bincount(idx[idx >= 0], minlength=len(cluster_labels)).astype(np.int64)
 
 
 def distances_to_centroids(

@@ -195,3 +195,26 @@ def test_mean_geometry_equals_centroids_point_stats_and_scores():
     assert m["davies_bouldin_index"] == pytest.approx(davies_bouldin_score(X64, y[keep]), rel=1e-5)
     assert m["calinski_harabasz_score"] == pytest.approx(calinski_harabasz_score(X64, y[keep]), rel=1e-5)
     assert m == quality_metrics(X, y)
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [0, 2, 2, -1, 5, 0, 5, 5],  # gaps between labels, noise
+        [-1, -1, -1],  # all noise
+        [3, 3, 3],  # one cluster, not label 0
+        [10**9, 0, -1, 10**9],  # far beyond N: the sorting path
+        [-3, 0, -3, 1],  # below -1 is a cluster like any other (the sorting path)
+    ],
+)
+def test_mean_geometry_label_rows_match_the_sorting_path(labels):
+    """The bincount lookup of cluster rows gives what np.unique + searchsorted give."""
+    from core.centroids import _centroid_index, _label_rows
+
+    y = np.asarray(labels, dtype=np.int64)
+    cluster_labels, idx, counts = _label_rows(y)
+    expected = np.unique(y[y != -1]).astype(np.int64)
+    np.testing.assert_array_equal(cluster_labels, expected)
+    np.testing.assert_array_equal(idx, _centroid_index(y, expected))
+    assert counts.tolist() == [int((y == c).sum()) for c in expected]
+    assert cluster_labels.dtype == idx.dtype == counts.dtype == np.int64
