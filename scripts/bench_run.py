@@ -74,8 +74,12 @@ async def _cluster(client: httpx.AsyncClient, method: str, params: dict[str, Any
     return str(r.json()["cluster_id"])
 
 
-async def _execute(client: httpx.AsyncClient, cluster_id: str) -> dict[str, Any]:
-    r = await client.post(f"/v1/clusters/{cluster_id}/execute", headers=H)
+async def _execute(
+    client: httpx.AsyncClient, cluster_id: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Execute the stored cluster (`body`: the execute request's options) and poll every 20 ms
+    until the run completes; a run that ends otherwise raises."""
+    r = await client.post(f"/v1/clusters/{cluster_id}/execute", headers=H, json=body)
     r.raise_for_status()
     run_id = r.json()["additional_data"]["run_id"]
     while True:

@@ -166,16 +166,9 @@ async def _profile(n: int, runs: list[str], repeats: int, defer_layout: bool) ->
 async def _timed_run(client: httpx.AsyncClient, cluster_id: str, body: dict[str, Any] | None) -> float:
     _events.clear()
     before, _t0[0] = _thread_cpu(), time.perf_counter()
-    r = await client.post(f"/v1/clusters/{cluster_id}/execute", headers=bench_run.H, json=body)
-    r.raise_for_status()
-    run_id = r.json()["additional_data"]["run_id"]
-    while True:
-        r = await client.get(f"/v1/clusters/{cluster_id}/executions/{run_id}", headers=bench_run.H)
-        if r.json()["status"] in ("completed", "failed", "canceled"):
-            break
-        await asyncio.sleep(0.02)
+    await bench_run._execute(client, cluster_id, body)  # polls every 20 ms, as the bench does
     seconds = time.perf_counter() - _t0[0]
-    _report(f"whole run ({r.json()['status']})", seconds, before)
+    _report("whole run", seconds, before)
     return seconds
 
 
