@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -19,6 +19,7 @@ def limit_threads(n: int) -> None:
 
     global _blas_outside
     threadpool_limits(n)
+    _set_blas_threads(n)  # threadpool_limits may leave OpenBLAS as it was (_set_blas_threads)
     with _blas_lock:
         _blas_outside = n
     with contextlib.suppress(ImportError):  # scikit-learn-intelex is optional
@@ -33,7 +34,6 @@ def limit_threads(n: int) -> None:
 
 _blas_lock = threading.Lock()
 _blas_users = 0
-_blas_limit: Any = None
 # BLAS threads outside any one_blas_thread, read when the first user ever came in (or set by
 # limit_threads) and kept: after a restore, threadpool_info() read in the run's thread reported
 # 1 thread for good (both scipy-openblas libraries; one was loaded while the limit was on), which
@@ -57,20 +57,41 @@ def run_threads() -> int:
     return _blas_threads()
 
 
+def _set_blas_threads(n: int) -> None:
+    """Every loaded BLAS library at `n` threads, for the whole process, from any thread.
+
+    OpenBLAS through `openblas_set_num_threads_local` where it has it (0.3.27+), not the
+    `openblas_set_num_threads` threadpoolctl calls: with scipy-openblas 0.3.31, once a limit had
+    been set and restored from the main thread (as one_blas_thread did), a limit set from a
+    worker thread changed nothing (its GEMMs still ran on every BLAS thread; test_scores), and
+    every run computes in worker threads. The `_local` call limited GEMMs on every thread,
+    whichever thread made it (measured)."""
+    import ctypes
+
+    from threadpoolctl import ThreadpoolController
+
+    for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+        local = getattr(getattr(lib, "dynlib", None), "openblas_set_num_threads_local", None)
+        if lib.internal_api == "openblas" and local is not None:
+            local.argtypes, local.restype = [ctypes.c_int], ctypes.c_int
+            local(n)
+        else:
+            lib.set_num_threads(n)
+
+
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """BLAS at one thread while any caller is inside. threadpoolctl's limits are process-wide, so
-    two threads each entering and leaving `threadpool_limits(1)` would restore each other's
+    """BLAS at one thread while any caller is inside. BLAS thread counts are process-wide, so
+    two threads each setting one and restoring what they found would restore each other's
     setting (leaving BLAS at one thread for good, or at two in the middle of k-means++); this
-    counts its users and restores the original limit when the last one leaves."""
-    global _blas_users, _blas_limit, _blas_outside
-    from threadpoolctl import threadpool_limits
+    counts its users and restores the count outside when the last one leaves."""
+    global _blas_users, _blas_outside
 
     with _blas_lock:
         if _blas_users == 0:
             if _blas_outside is None:
                 _blas_outside = _blas_threads()
-            _blas_limit = threadpool_limits(1, user_api="blas")
+            _set_blas_threads(1)
         _blas_users += 1
     try:
         yield
@@ -78,10 +99,8 @@ def one_blas_thread() -> Iterator[None]:
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
-                # every BLAS loaded now, also one loaded while the limit was on (the limit's own
-                # restore knows only those loaded before it)
-                threadpool_limits(_blas_outside, user_api="blas")
-                _blas_limit = None
+                # every BLAS loaded now, also one loaded while the limit was on
+                _set_blas_threads(_blas_outside or 1)
 
 
 _beside: ThreadPoolExecutor | None = None
@@ -105,8 +124,8 @@ def beside_fit(job: Callable[[], T]) -> Future[T]:
 
 
 def _forget_beside() -> None:  # a forked child has none of its parent's threads
-    global _beside, _blas_users, _blas_limit
-    _beside, _blas_users, _blas_limit = None, 0, None  # (_blas_outside carries over, as the limits do)
+    global _beside, _blas_users
+    _beside, _blas_users = None, 0  # (_blas_outside carries over, as the limits do)
 
 
 os.register_at_fork(after_in_child=_forget_beside)

@@ -216,7 +216,61 @@ def test_one_blas_thread_is_counted_across_threads():
             assert threads._blas_users == 1  # the beside job is still inside: nothing restored
             leave.set()
             assert job.result(10) == (2, 1)
-            assert threads._blas_users == 0 and threads._blas_limit is None
+            assert threads._blas_users == 0
             assert threads._blas_threads() == 2
+        """
+    )
+
+
+def test_one_blas_thread_holds_in_a_worker_thread():
+    """Runs compute in worker threads, where threadpoolctl's `openblas_set_num_threads` changed
+    nothing (a GEMM inside its limit still ran on every BLAS thread). Inside one_blas_thread a
+    worker thread's products run on that thread alone; outside, BLAS's own threads share them
+    (which shows the CPU count below sees them). CPU time per thread, from /proc, not timing."""
+    in_a_fresh_process(
+        """
+        import os, threading
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from core import threads
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        if not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2 or min(blas) < 2:
+            raise SystemExit(0)  # nothing to observe: BLAS runs on one thread anyway
+        A = np.random.default_rng(0).random((1500, 1500), dtype=np.float32)
+
+        def ticks():
+            out = {}
+            for tid in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[tid] = int(fields[11]) + int(fields[12])
+            return out
+
+        def share_of_others(limited):
+            me = str(threading.get_native_id())
+            A @ A  # BLAS's threads exist before the count starts
+            before = ticks()
+            if limited:
+                with threads.one_blas_thread():
+                    for _ in range(40):
+                        A @ A
+            else:
+                for _ in range(40):
+                    A @ A
+            after = ticks()
+            used = {t: after[t] - before.get(t, 0) for t in after}
+            others = sum(v for t, v in used.items() if t != me)
+            return others / max(1, used[me] + others)
+
+        with threads.one_blas_thread():  # once on the main thread: after that (threadpoolctl
+            A @ A  # limits, scipy-openblas 0.3.31) the worker thread's limit changed nothing
+        result = {}
+        def work():
+            result["free"], result["limited"] = share_of_others(False), share_of_others(True)
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+        assert result["free"] > 0.25, result
+        assert result["limited"] < 0.1, result
         """
     )
