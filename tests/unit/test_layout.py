@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy.stats import special_ortho_group
 
-from core.layout import Previous, centroid_coordinates, compute_layout, fit_projection, procrustes
+from core.layout import (
+    Previous,
+    centroid_coordinates,
+    compute_layout,
+    fit_projection,
+    procrustes,
+    top_eigenpairs,
+)
 from core.scatter import points_payload, quotas, stratified_sample
 
 
@@ -154,3 +161,28 @@ def test_points_payload_shapes() -> None:
         "cluster_ids": ["cl_0", None],
         "document_ids": ["a", "b"],
     }
+
+
+@pytest.mark.parametrize("d,k", [(30, 2), (200, 2), (768, 3)])
+def test_top_eigenpairs_match_a_full_eigensolver_when_the_top_stands_out(d: int, k: int) -> None:
+    import scipy.linalg
+
+    rng = np.random.default_rng(d)
+    spread = np.concatenate([[9.0, 6.0, 4.0][:k], np.linspace(1.0, 0.1, d - k)])
+    A = rng.standard_normal((2 * d, d)) * spread
+    cov = A.T @ A
+    values, vectors = top_eigenpairs(cov, k)
+    ref_values, ref_vectors = scipy.linalg.eigh(cov, subset_by_index=[d - k, d - 1])
+    np.testing.assert_allclose(values, ref_values[::-1], rtol=1e-7)
+    np.testing.assert_allclose(np.abs((vectors * ref_vectors[:, ::-1]).sum(axis=0)), 1.0, atol=1e-7)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(k), atol=1e-9)
+
+
+def test_top_eigenpairs_of_rank_deficient_and_zero_matrices() -> None:
+    rng = np.random.default_rng(3)
+    B = rng.standard_normal((1, 500))  # rank 1: the second value is 0
+    values, vectors = top_eigenpairs(B.T @ B, 2)
+    np.testing.assert_allclose(values, [float((B * B).sum()), 0.0], atol=1e-8)
+    np.testing.assert_allclose(abs(float(vectors[:, 0] @ B[0])) / np.linalg.norm(B), 1.0, atol=1e-9)
+    values, vectors = top_eigenpairs(np.zeros((500, 500)), 2)
+    assert values.tolist() == [0.0, 0.0] and np.isfinite(vectors).all()
