@@ -72,8 +72,11 @@ def _instrument() -> None:
     """Wrap the pieces under the names their callers look them up by."""
     import core.pipeline as pipeline
     import worker.layout_stage as layout_stage
+    import worker.execution as execution
+    import worker.stages as stages
     import worker.vector_run as vector_run
     from core.algorithms import kmeans_engine
+    from core.store import executions
 
     _timed(kmeans_engine, "_subsample", "subsample")
     _timed(kmeans_engine, "kmeans_plusplus", "k-means++ seeding")
@@ -85,6 +88,11 @@ def _instrument() -> None:
     _timed(vector_run, "_write_artifacts")
     _timed_async(vector_run, "_pull")
     _timed_async(vector_run, "label_clusters")
+    for name in ("claim", "complete"):
+        _timed_async(executions, name)
+    _timed_async(execution, "_mirror")
+    for name in ("checkpoint", "finalize"):
+        _timed_async(stages.Progress, name)
 
 
 def _thread_cpu() -> dict[str, tuple[str, int]]:
