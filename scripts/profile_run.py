@@ -71,8 +71,9 @@ def _timed_async(module: Any, name: str) -> None:
 def _instrument() -> None:
     """Wrap the pieces under the names their callers look them up by."""
     import core.pipeline as pipeline
-    import worker.layout_stage as layout_stage
     import worker.execution as execution
+    import worker.labeling as labeling
+    import worker.layout_stage as layout_stage
     import worker.stages as stages
     import worker.vector_run as vector_run
     from core.algorithms import kmeans_engine
@@ -84,6 +85,11 @@ def _instrument() -> None:
     for name in ("checked_input", "l2_normalize", "silhouette_sample", "mean_geometry", "quality_metrics"):
         _timed(pipeline, name)
     _timed(layout_stage, "compute_layout", "layout (beside the fit)")
+    _timed(layout_stage, "run_fields", "layout run_fields")
+    _timed(pipeline, "cosine_stats")
+    _timed(labeling.members, "ranked_members")
+    _timed(labeling.ctfidf, "class_keywords")
+    _timed_async(labeling, "_member_inputs")
     _timed(vector_run, "_prepare_outputs")
     _timed(vector_run, "_write_artifacts")
     _timed_async(vector_run, "_pull")
