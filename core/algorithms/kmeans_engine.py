@@ -6,8 +6,11 @@ through a float64-upcast path in small batches (17 s on a 20k×768 sample), and 
 size takes minutes. Here:
 
 1. Seeding: greedy k-means++ (scikit-learn's rule: 2 + ⌊ln k⌋ local trials, keep the candidate that
-   lowers the potential most) in float32 GEMMs, on `seed_points(k, D)` points. Each step is a
-   (points × 6) product, far too skinny for threaded OpenBLAS: one thread is 2× faster.
+   lowers the potential most) in float32 GEMMs, on `seed_points(k, D)` points, on one BLAS
+   thread: each step is a skinny (points × 6) product, and the other core runs the work beside
+   the fit (core.threads.beside_fit). Measured at 100k×768 (Intel SPR): seeding alone took
+   120–150 ms on 2 threads and 175 ms on one, but beside that work 330–510 ms on 2 and 175–250 on one
+   (an earlier machine: one thread 2× faster even alone).
 2. Up to `sample_points(k)` points (max(SAMPLE_SIZE, SAMPLE_PER_CLUSTER·k)) Lloyd runs on all of
    them until the centres move less than `tol`, as scikit-learn does; `n_init` restarts keep the
    lowest inertia.
