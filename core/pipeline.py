@@ -118,6 +118,28 @@ def checked_input(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from core import row_kernels
     from core.scores import workers
 
+    X = _as_matrix(X)
+    sq = row_kernels.sq_norms(X, workers())
+    _all_finite(sq)
+    return X, sq
+
+
+def checked_normalized(X: np.ndarray) -> np.ndarray:
+    """`checked_input` then `l2_normalize(in_place=True)` in one compiled pass over the rows:
+    float32 `X` scaled in place when it already is a C-contiguous writable float32 matrix (the
+    caller must own it), else a converted copy. On a RunDataError `X` may be partly scaled."""
+    from core import row_kernels
+    from core.scores import workers
+
+    X = _as_matrix(X)
+    if not X.flags.writeable:
+        X = X.copy()
+    _all_finite(row_kernels.normalize_rows(X, workers()))
+    return X
+
+
+def _as_matrix(X: np.ndarray) -> np.ndarray:
+    """`X` as a C-contiguous float32 (N ≥ 2, D ≥ 1) matrix, or RunDataError naming what is wrong."""
     X = np.asarray(X)
     if X.ndim != 2:
         raise RunDataError(f"vectors must form a 2-D array (got shape {X.shape})")
@@ -130,11 +152,13 @@ def checked_input(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if X.dtype != np.float32 or not X.flags.c_contiguous:
         with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32's range: inf
             X = np.ascontiguousarray(X, dtype=np.float32)
-    sq = row_kernels.sq_norms(X, workers())
+    return X
+
+
+def _all_finite(sq: np.ndarray) -> None:
     bad = int((~np.isfinite(sq)).sum())
     if bad:
-        raise RunDataError(f"vectors contain NaN or infinite values ({bad} of {X.shape[0]} points)")
-    return X, sq
+        raise RunDataError(f"vectors contain NaN or infinite values ({bad} of {sq.shape[0]} points)")
 
 
 def l2_normalize(X: np.ndarray, *, in_place: bool = False, sq_norms: np.ndarray | None = None) -> np.ndarray:
@@ -181,15 +205,16 @@ def run_pipeline(
             raise RunCanceled(stage)
 
     check("validate")
-    given = X
-    if not config.prepared:
+    if not config.prepared and config.normalize and config.owns_input:
+        X = checked_normalized(X)  # the checks and the normalisation in one pass, in place
+    elif not config.prepared:
+        given = X
         X, sq_norms = checked_input(X)
+        if config.normalize:  # in place only on a matrix the pipeline made itself
+            X = l2_normalize(X, in_place=X is not given, sq_norms=sq_norms)
     step()
 
     check("normalize")
-    if config.normalize and not config.prepared:
-        # in place only on a matrix the pipeline made itself or was handed to own
-        X = l2_normalize(X, in_place=config.owns_input or X is not given, sq_norms=sq_norms)
     step()
     presample = None  # the silhouette's sample distances, beside the fit (core.threads.beside_fit)
     if (

@@ -61,15 +61,33 @@ def _point_pass(X, idx, C, c_norm, start, stop, sq, dist, cos):  # type: ignore[
         cos[i] = 0.0 if not denom > 0 else min(1.0, max(-1.0, dot / denom))
 
 
+@njit(nogil=True, cache=True, fastmath=_REDUCE, inline="always")
+def _row_sq(X, i):  # type: ignore[no-untyped-def]
+    """Row i's float64 sum of squares: one body for `_sq_norms` and `_normalize_rows`, so both
+    give the same bits."""
+    s = 0.0
+    for j in range(X.shape[1]):
+        x = np.float64(X[i, j])
+        s += x * x
+    return s
+
+
 @njit(nogil=True, cache=True, fastmath=_REDUCE)
 def _sq_norms(X, start, stop, out):  # type: ignore[no-untyped-def]
+    for i in range(start, stop):
+        out[i] = _row_sq(X, i)
+
+
+@njit(nogil=True, cache=True, fastmath=_REDUCE)
+def _normalize_rows(X, start, stop, out):  # type: ignore[no-untyped-def]
     d = X.shape[1]
     for i in range(start, stop):
-        s = 0.0
-        for j in range(d):
-            x = np.float64(X[i, j])
-            s += x * x
+        s = _row_sq(X, i)
         out[i] = s
+        if s > 0.0 and s < np.inf:  # zero rows stay zero; NaN / inf rows are left as they are
+            f = np.float32(1.0 / np.sqrt(s))
+            for j in range(d):
+                X[i, j] *= f
 
 
 @njit(nogil=True, cache=True)
@@ -151,6 +169,18 @@ def sq_norms(X: np.ndarray, threads: int) -> np.ndarray:
     return out
 
 
+def normalize_rows(X: np.ndarray, threads: int) -> np.ndarray:
+    """Scale every row of `X` (C-contiguous, writable float32) to unit length in place, in one
+    pass that also returns the rows' float64 squared norms as `sq_norms` gives them (NaN / inf
+    rows are left as they are and give NaN / inf; zero rows stay zero). The same bits as
+    `sq_norms` followed by `scale_rows` by float32(1 / sqrt(norm²)), one read of X fewer."""
+    if X.dtype != np.float32 or not X.flags.c_contiguous or not X.flags.writeable:
+        raise ValueError("normalize_rows needs a C-contiguous, writable float32 matrix")
+    out = np.empty(X.shape[0], dtype=np.float64)
+    in_row_ranges(X.shape[0], threads, lambda _p, a, b: _normalize_rows(X, a, b, out))
+    return out
+
+
 def scale_rows(X: np.ndarray, scale: np.ndarray, threads: int) -> None:
     """X[i] *= scale[i] in place (`X` C-contiguous float32, `scale` float32)."""
     scale = np.ascontiguousarray(scale, dtype=np.float32)
@@ -171,5 +201,5 @@ def warm_up() -> float:
     point_geometry(fixed, idx, C, 1)
     sq_norms(fixed, 1)
     scale_rows(X, np.sqrt(sq_norms(X, 1)).astype(np.float32), 1)
+    normalize_rows(X, 1)
     return time.perf_counter() - started
-

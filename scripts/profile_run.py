@@ -82,7 +82,14 @@ def _instrument() -> None:
     _timed(kmeans_engine, "_subsample", "subsample")
     _timed(kmeans_engine, "kmeans_plusplus", "k-means++ seeding")
     _timed(kmeans_engine, "lloyd", "lloyd (sample, then all)")
-    for name in ("checked_input", "l2_normalize", "silhouette_sample", "mean_geometry", "quality_metrics"):
+    for name in (
+        "checked_input",
+        "checked_normalized",
+        "l2_normalize",
+        "silhouette_sample",
+        "mean_geometry",
+        "quality_metrics",
+    ):
         _timed(pipeline, name)
     _timed(layout_stage, "compute_layout", "layout (beside the fit)")
     _timed(layout_stage, "run_fields", "layout run_fields")

@@ -101,9 +101,11 @@ def test_cancellation(after):
         (np.array([["a", "b"], ["c", "d"]]), "real numbers"),
     ],
 )
-def test_bad_input(X, match):
+@pytest.mark.parametrize("owns_input", [False, True])
+def test_bad_input(X, match, owns_input):
+    config = make_config(params=validate_params("kmeans", {"n_clusters": 2}), owns_input=owns_input)
     with pytest.raises(RunDataError, match=match):
-        run_pipeline(X, make_config(params=validate_params("kmeans", {"n_clusters": 2})))
+        run_pipeline(X.copy(), config)
 
 
 def test_n_clusters_exceeds_points_is_run_data_error():
@@ -154,3 +156,42 @@ def test_silhouette_sample_is_computed_beside_the_fit(monkeypatch):
     assert seen == [] and res.metrics["silhouette_score"] == pytest.approx(expected, abs=1e-6)
     dbscan = make_config(algorithm="dbscan", params=validate_params("dbscan", {"eps": 0.3, "min_samples": 5}))
     assert run_pipeline(X, dbscan).metrics["silhouette_score"] is not None and seen == ["after"]
+
+
+def test_owned_input_is_checked_and_normalised_in_one_pass_with_the_same_result():
+    """A caller that hands its matrix over (owns_input: every worker run) gets the checks and the
+    normalisation as one in-place pass (core.row_kernels.normalize_rows): the same bits as the
+    two passes, so the same run either way."""
+    X, _ = blobs(n=3000)
+    X[7] = 0.0  # a zero row stays zero
+    owned = X.copy()
+    seen: list[np.ndarray] = []
+    a = run_pipeline(X, make_config())
+    b = run_pipeline(owned, make_config(owns_input=True), on_normalized=seen.append)
+    assert seen[0] is owned  # scaled in place, not copied
+    np.testing.assert_array_equal(owned, l2_normalize(X))
+    assert not owned[7].any()
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.distances, b.distances)
+    assert a.metrics == b.metrics
+
+
+def test_normalize_rows_equals_norms_then_scaling():
+    from core import row_kernels
+
+    rng = np.random.default_rng(4)
+    for shape in [(9000, 17), (5, 768)]:
+        X = rng.standard_normal(shape).astype(np.float32)
+        X[1] = 0.0
+        X[2, 0] = np.nan
+        two = X.copy()
+        sq = row_kernels.sq_norms(two, 2)
+        norms = np.sqrt(sq)
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
+        scale[2] = 1.0  # a NaN row is left as it is
+        row_kernels.scale_rows(two, scale, 2)
+        one = X.copy()
+        np.testing.assert_array_equal(row_kernels.normalize_rows(one, 2), sq)
+        np.testing.assert_array_equal(one, two)
+    with pytest.raises(ValueError, match="writable float32"):
+        row_kernels.normalize_rows(np.ones((3, 2)), 1)
