@@ -461,7 +461,7 @@ def clusters_table(
 def members_table(
     document_ids: Sequence[str] | np.ndarray,
     collection_ids: Sequence[str] | np.ndarray,
-    cluster_ids: Sequence[str | None] | np.ndarray,
+    cluster_ids: Sequence[str | None] | np.ndarray | pa.Array,
     distances: np.ndarray,
     coordinates: np.ndarray | None = None,
 ) -> pa.Table:
@@ -476,7 +476,10 @@ def members_table(
         cluster_ids=len(cluster_ids),
         distances=len(dist),
     )
-    cluster_col = pa.array(cluster_ids, type=pa.string())
+    if isinstance(cluster_ids, pa.Array):  # e.g. a dictionary over the clusters' ids
+        cluster_col = cluster_ids.cast(pa.string())
+    else:
+        cluster_col = pa.array(cluster_ids, type=pa.string())
     noise = cluster_col.is_null().to_numpy(zero_copy_only=False)
     columns = [
         pa.array(document_ids, type=pa.string()),

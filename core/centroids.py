@@ -162,6 +162,30 @@ def _label_rows(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return cluster_labels, idx, np.bincount(idx[idx >= 0], minlength=len(cluster_labels)).astype(np.int64)
 
 
+def positions_in(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """int64: each label's position in `values` (distinct labels, any order), -1 where it is not
+    among them (noise). Labels and values from -1 up to a few times N (every algorithm's) by a
+    lookup table (~0.3 ms at 100k), others by sorting `values` and searching (~3 ms)."""
+    labels = np.asarray(labels)
+    values = np.asarray(values)
+    n = labels.size
+    if not values.size or not n:
+        return np.full(labels.shape, -1, dtype=np.int64)
+    limit = 4 * n + 1024
+    if (
+        np.issubdtype(labels.dtype, np.integer)
+        and np.issubdtype(values.dtype, np.integer)
+        and min(int(labels.min()), int(values.min())) >= -1
+        and max(int(labels.max()), int(values.max())) < limit
+    ):
+        table = np.full(max(int(labels.max()), int(values.max())) + 2, -1, dtype=np.int64)
+        table[values.astype(np.int64) + 1] = np.arange(values.size)
+        return table[labels.astype(np.int64) + 1]
+    order = np.argsort(values, kind="stable")
+    at = np.minimum(np.searchsorted(values[order], labels), values.size - 1)
+    return np.where(values[order][at] == labels, order[at], -1).astype(np.int64)
+
+
 def distances_to_centroids(
     X: np.ndarray, labels: np.ndarray, cluster_labels: np.ndarray, centroids: np.ndarray
 ) -> np.ndarray:

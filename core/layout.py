@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.centroids import positions_in
+
 FIT_SAMPLE = 10_000  # points the PCA is fitted on at most; the axes barely move beyond
 # ... and at most this many values: the covariance product costs rows × D², and the layout runs
 # beside the fit on one core (worker.layout_stage), where 10k rows at D = 768 took 0.27 s
@@ -279,11 +281,9 @@ def centroid_coordinates(coordinates: np.ndarray, labels: np.ndarray, label_valu
     out = np.full((len(values), coords.shape[1]), np.nan)
     if not len(values):
         return out
-    order = np.argsort(values, kind="stable")
-    pos = np.searchsorted(values[order], labels)
-    pos = np.clip(pos, 0, len(values) - 1)
-    hit = values[order][pos] == labels
-    idx = order[pos[hit]]
+    pos = positions_in(labels, values)
+    hit = pos >= 0
+    idx = pos[hit]
     counts = np.bincount(idx, minlength=len(values))
     for j in range(coords.shape[1]):
         sums = np.bincount(idx, weights=coords[hit, j], minlength=len(values))

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core.centroids import MeanGeometry
+from core.centroids import MeanGeometry, positions_in
 from core.scores import (
     davies_bouldin_calinski_harabasz,
     davies_bouldin_calinski_harabasz_from,
@@ -63,7 +63,7 @@ def quality_metrics(
         usable = presampled if presampled is not None and presampled.serves(m, sample_size, seed) else None
         metrics["silhouette_score"] = _silhouette(Xc, lc, sample_size, seed, usable)
         if geometry is not None:
-            codes = np.searchsorted(geometry.cluster_labels, lc)
+            codes = positions_in(lc, geometry.cluster_labels)
             sq = geometry.sq_distances if clustered.all() else geometry.sq_distances[clustered]
             c64 = geometry.centroids64
             scores = _safe(lambda _x, _l: davies_bouldin_calinski_harabasz_from(c64, codes, sq), Xc, lc)

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from core import artifacts
 from core.algorithms import validate_params
+from core.centroids import positions_in
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import PipelineResult, run_pipeline
@@ -330,17 +332,15 @@ def _prepare_outputs(
 
 
 def _members(result: PipelineResult, doc_ids: np.ndarray, col_ids: np.ndarray, layout: Layout | None) -> Any:
-    # cluster id per member by one take from the ids (None for noise), not a lookup per row
+    # each member's cluster id as a dictionary over the clusters' ids (null for noise), cast to
+    # strings by members_table: no Python string per row (hierarchical nodes need not be in label
+    # order)
     values = np.array([c.label_value for c in result.clusters], dtype=np.int64)
-    ids = np.array([c.cluster_id for c in result.clusters] + [None], dtype=object)
-    pos = np.full(result.labels.shape, len(values), dtype=np.int64)  # noise (and no clusters)
-    if len(values):
-        order = np.argsort(values, kind="stable")  # hierarchical nodes need not be in label order
-        at = np.minimum(np.searchsorted(values[order], result.labels), len(values) - 1)
-        clustered = result.labels != -1
-        pos[clustered] = order[at[clustered]]
+    pos = positions_in(result.labels, values)
+    names = pa.array([c.cluster_id for c in result.clusters], type=pa.string())
+    cluster_ids = pa.DictionaryArray.from_arrays(pa.array(pos.astype(np.int32), mask=pos < 0), names)
     return artifacts.members_table(
-        doc_ids, col_ids, ids[pos], result.distances, coordinates=layout_stage.coordinates(layout)
+        doc_ids, col_ids, cluster_ids, result.distances, coordinates=layout_stage.coordinates(layout)
     )
 
 

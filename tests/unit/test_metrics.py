@@ -218,3 +218,24 @@ def test_mean_geometry_label_rows_match_the_sorting_path(labels):
     np.testing.assert_array_equal(idx, _centroid_index(y, expected))
     assert counts.tolist() == [int((y == c).sum()) for c in expected]
     assert cluster_labels.dtype == idx.dtype == counts.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("labels", "values"),
+    [
+        ([0, 2, 2, -1, 5, 0, 5, 5], [5, 0, 2]),  # values in any order (hierarchical nodes), noise
+        ([0, 2, 7, -1], [2, 0]),  # a label among none of the values: -1, as noise
+        ([-1, -1], [3]),
+        ([4, 4], []),  # no clusters
+        ([10**9, 0, -1, 10**9], [0, 10**9]),  # far beyond N: the sorting path
+        ([-3, 0, -3, 1], [1, -3, 0]),  # below -1: the sorting path
+    ],
+)
+def test_positions_in_finds_each_label_among_the_values(labels, values):
+    from core.centroids import positions_in
+
+    y = np.asarray(labels, dtype=np.int64)
+    v = np.asarray(values, dtype=np.int64)
+    expected = [values.index(label) if label in values else -1 for label in labels]
+    assert positions_in(y, v).tolist() == expected
+    assert positions_in(y, v).dtype == np.int64
