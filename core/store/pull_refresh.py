@@ -130,16 +130,14 @@ def _rows(entry: Prepared) -> RowIndex:
 
 
 def _prepared_rows(blobs: list[bytes], dimensions: int, normalize: bool) -> np.ndarray | None:
-    """The new rows as the pipeline would fit them (checked_input, then l2_normalize); None when
-    one is not finite."""
+    """The new rows as the pipeline would fit them (its owned-matrix pass: checked and, when
+    `normalize`, L2-normalised in one go, core.pipeline.checked_normalized); None when one is not
+    finite."""
     from core import row_kernels
-    from core.pipeline import l2_normalize
 
     block = np.frombuffer(b"".join(blobs), dtype=DTYPE).reshape(len(blobs), dimensions).copy()
-    sq = row_kernels.sq_norms(block, 1)
-    if not np.isfinite(sq).all():
-        return None
-    return l2_normalize(block, in_place=True, sq_norms=sq) if normalize else block
+    sq = row_kernels.normalize_rows(block, 1) if normalize else row_kernels.sq_norms(block, 1)
+    return block if np.isfinite(sq).all() else None
 
 
 def _apply(
