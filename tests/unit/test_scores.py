@@ -274,3 +274,58 @@ def test_one_blas_thread_holds_in_a_worker_thread():
         assert result["limited"] < 0.1, result
         """
     )
+
+
+def test_the_metrics_leave_no_blas_thread_spinning():
+    """After an OpenBLAS call on several threads its worker threads spin for ~0.1 s, taking a
+    core from what follows (a run's labels and artifacts). The pipeline's metrics (silhouette
+    sums over the sample, the centroid products) run on one BLAS thread, so once a run's pipeline
+    returns no other thread of the process is busy. CPU time per thread, from /proc, not timing."""
+    in_a_fresh_process(
+        """
+        import os, threading, time
+        from concurrent.futures import ThreadPoolExecutor
+        import numpy as np
+        from sklearn.datasets import make_blobs
+        from threadpoolctl import threadpool_info
+        from core.algorithms import validate_params
+        from core.pipeline import PipelineConfig, run_pipeline
+        blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        if not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2 or min(blas) < 2:
+            raise SystemExit(0)  # nothing to observe: BLAS runs on one thread anyway
+
+        def ticks():
+            out = {}
+            for tid in os.listdir("/proc/self/task"):
+                try:
+                    with open(f"/proc/self/task/{tid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue  # the pool's thread ended meanwhile
+                out[tid] = int(fields[11]) + int(fields[12])
+            return out
+
+        X, _ = make_blobs(n_samples=6000, centers=50, n_features=64, random_state=0)
+        X = X.astype(np.float32)
+        A = np.random.default_rng(0).random((800, 800), dtype=np.float32)
+        config = PipelineConfig("kmeans", validate_params("kmeans", {"n_clusters": 50}))
+        me = str(threading.get_native_id())
+
+        def busy_after(work):
+            with ThreadPoolExecutor(1) as pool:  # as a run: the pipeline in a worker thread
+                pool.submit(work).result()
+            before = ticks()
+            time.sleep(0.3)
+            after = ticks()
+            return {t: after[t] - before.get(t, 0) for t in after if t != me and after[t] > before.get(t, 0)}
+
+        # a bare product on several threads does leave them busy (what the count must see) ...
+        spun = [busy_after(lambda: A @ A) for _ in range(3)]
+        # ... the pipeline, whose metrics come last, does not (once its runtimes have started:
+        # oneDAL's first fit leaves threads of its own busy for a moment)
+        run_pipeline(X, config)
+        left = [busy_after(lambda: run_pipeline(X, config)) for _ in range(3)]
+        assert max(sum(b.values()) for b in spun) >= 5, spun  # CPU ticks (10 ms) in 0.3 s
+        assert max(sum(b.values()) for b in left) <= 2, (left, sorted(os.listdir("/proc/self/task")))
+        """
+    )
