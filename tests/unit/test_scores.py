@@ -166,16 +166,34 @@ def test_presampled_silhouette_serves_only_its_own_sample():
     )
 
 
+# for the code run by in_a_fresh_process: CPU ticks (user + system) of each thread of the process
+TICKS = """
+import os
+
+
+def ticks():
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[tid] = int(fields[11]) + int(fields[12])
+    return out
+"""
+
+
 def in_a_fresh_process(code: str) -> None:
     """BLAS limits are process-wide: an earlier test's fit still running in a daemon thread (a
     canceled run's restarts) enters and leaves one_blas_thread and restores the limit it found,
-    so these checks run where no other thread can."""
+    so these checks run where no other thread can. The code may call `ticks()` (TICKS)."""
     import subprocess
     import sys
     import textwrap
 
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", TICKS + textwrap.dedent(code)], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, out.stderr[-2000:]
 
@@ -238,14 +256,6 @@ def test_one_blas_thread_holds_in_a_worker_thread():
             raise SystemExit(0)  # nothing to observe: BLAS runs on one thread anyway
         A = np.random.default_rng(0).random((1500, 1500), dtype=np.float32)
 
-        def ticks():
-            out = {}
-            for tid in os.listdir("/proc/self/task"):
-                with open(f"/proc/self/task/{tid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                out[tid] = int(fields[11]) + int(fields[12])
-            return out
-
         def share_of_others(limited):
             me = str(threading.get_native_id())
             A @ A  # BLAS's threads exist before the count starts
@@ -293,17 +303,6 @@ def test_the_metrics_leave_no_blas_thread_spinning():
         blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
         if not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2 or min(blas) < 2:
             raise SystemExit(0)  # nothing to observe: BLAS runs on one thread anyway
-
-        def ticks():
-            out = {}
-            for tid in os.listdir("/proc/self/task"):
-                try:
-                    with open(f"/proc/self/task/{tid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue  # the pool's thread ended meanwhile
-                out[tid] = int(fields[11]) + int(fields[12])
-            return out
 
         X, _ = make_blobs(n_samples=6000, centers=50, n_features=64, random_state=0)
         X = X.astype(np.float32)
