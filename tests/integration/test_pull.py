@@ -155,6 +155,21 @@ async def test_embedded_detection(db: Any) -> None:
     assert await embedded_matching_none(object()) is None
 
 
+async def test_the_snapshot_keeps_the_store_order_through_deletes_and_replaces(db: Any) -> None:
+    """embedded._snapshot reads the OrderedDict's underlying dict: the same order as its own walk."""
+    docs = db.documents
+    await docs.insert_many([{"_id": f"k{i}", "document_id": f"d{i}"} for i in range(20)])
+    await docs.delete_one({"_id": "k3"})
+    await docs.insert_one({"_id": "k3", "document_id": "back"})  # re-inserted: now last
+    await docs.replace_one({"_id": "k5"}, {"document_id": "replaced"})  # keeps its place
+    await docs.update_one({"_id": "k7"}, {"$set": {"document_id": "updated"}})
+    await docs.delete_many({"_id": {"$in": ["k0", "k11"]}})
+    store = embedded.store_of(docs)
+    snapshot = [d["_id"] for d in embedded._snapshot(store)]
+    assert snapshot == [d["_id"] for d in store._documents.values()]
+    assert snapshot == [d["_id"] async for d in docs.find({})]
+
+
 async def embedded_matching_none(collection: Any) -> Any:
     return embedded.matching(collection, scope={"namespace_id": "x"}, match=None)
 
