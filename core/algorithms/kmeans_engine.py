@@ -110,10 +110,23 @@ def _subsample(X: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ centres (rows of float32 `X`), scikit-learn's rule, in float32 GEMMs."""
+    """Greedy k-means++ centres (rows of float32 `X`), scikit-learn's rule, in float32 GEMMs:
+    compiled, without the GIL (core.algorithms.kmeans_seeding); the numpy version when the
+    potential reaches 0 (fewer distinct points than centres), from the same generator state."""
+    from core.algorithms import kmeans_seeding
     from core.threads import one_blas_thread
 
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
+    trials = 2 + int(math.log(k))
+    state = rng.bit_generator.state
     with one_blas_thread():
+        first = int(rng.integers(n))
+        uniforms = rng.random((k - 1, trials))
+        rows, complete = kmeans_seeding.greedy_rows(X, np.einsum("ij,ij->i", X, X), first, uniforms)
+        if complete:
+            return X[rows]
+        rng.bit_generator.state = state  # the numpy version draws integers at a zero potential
         return _kmeans_plusplus(X, k, rng)
 
 

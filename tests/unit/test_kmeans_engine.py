@@ -46,6 +46,42 @@ def test_kmeans_plusplus_with_fewer_distinct_points_than_clusters():
     assert {tuple(r) for r in C} <= {tuple(r) for r in X}
 
 
+def _numpy_seeding(X, k, rng):
+    from core.threads import one_blas_thread
+
+    with one_blas_thread():
+        return ke._kmeans_plusplus(X, k, rng)
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "k", "writable"), [(3000, 16, 6, True), (5000, 96, 40, False), (40, 3, 1, True)]
+)
+def test_compiled_seeding_equals_the_numpy_version(n, d, k, writable):
+    """The compiled seeding (no GIL) picks the numpy version's rows and leaves the generator where
+    it leaves it, also on a read-only (kept) matrix."""
+    X, _ = blobs(n=n, d=d, k=max(k, 2), std=1.5)
+    X.flags.writeable = writable
+    compiled, reference = np.random.default_rng(5), np.random.default_rng(5)
+    assert np.array_equal(ke.kmeans_plusplus(X, k, compiled), _numpy_seeding(X, k, reference))
+    assert compiled.random() == reference.random()
+    from core.algorithms import kmeans_seeding
+
+    assert kmeans_seeding.greedy_rows.targetoptions["nogil"]
+
+
+def test_a_zero_potential_seeds_the_numpy_way_from_the_same_state():
+    X = np.repeat(np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32), 10, axis=0)
+    from core.algorithms import kmeans_seeding
+
+    rows, complete = kmeans_seeding.greedy_rows(
+        X, np.einsum("ij,ij->i", X, X), 0, np.random.default_rng(1).random((4, 3))
+    )
+    assert not complete and len(rows) == 3  # three distinct points, then nothing is left to spread
+    compiled, reference = np.random.default_rng(2), np.random.default_rng(2)
+    assert np.array_equal(ke.kmeans_plusplus(X, 5, compiled), _numpy_seeding(X, 5, reference))
+    assert compiled.random() == reference.random()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_lloyd_from_given_centres_matches_scikit_learn(backend):
     X, _ = blobs(n=4000, d=32, k=8, std=2.0)

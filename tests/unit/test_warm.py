@@ -14,6 +14,9 @@ def test_warm_run_path_loads_the_run_path() -> None:
     from core import row_kernels
 
     assert all(k.signatures for k in (row_kernels._cluster_sums, row_kernels._point_pass))  # compiled
+    from core.algorithms import kmeans_seeding
+
+    assert len(kmeans_seeding.greedy_rows.signatures) >= 2  # a fresh sample and a kept (read-only) matrix
 
 
 def test_start_warms_once_in_the_background(monkeypatch) -> None:
