@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,17 +67,43 @@ def _set_blas_threads(n: int) -> None:
     worker thread changed nothing (its GEMMs still ran on every BLAS thread; test_scores), and
     every run computes in worker threads. The `_local` call limited GEMMs on every thread,
     whichever thread made it (measured)."""
+    for setter in _blas_setters():
+        setter(n)
+
+
+_setters: tuple[int, list[Callable[[int], object]]] | None = None
+
+
+def _blas_setters() -> list[Callable[[int], object]]:
+    """A thread-count setter per loaded BLAS library. threadpoolctl finds them by scanning every
+    loaded library: ~4 ms of dozens of ctypes calls, each of which lets go of the GIL, and beside
+    a thread running Python each waited up to the 5 ms switch interval to get it back (the scan
+    took ~0.5 s beside a busy thread: every `one_blas_thread` of a run did that while the event
+    loop copied a pull). So the scan runs again only when a module was imported since (how a
+    BLAS library gets loaded), and OpenBLAS's setter is called through `ctypes.PyDLL`, which keeps
+    the GIL: the call returns at once, and waits for no other thread."""
     import ctypes
 
+    global _setters
+    modules = len(sys.modules)
+    cached = _setters
+    if cached is not None and cached[0] == modules:
+        return cached[1]
     from threadpoolctl import ThreadpoolController
 
+    found: list[Callable[[int], object]] = []
     for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
-        local = getattr(getattr(lib, "dynlib", None), "openblas_set_num_threads_local", None)
-        if lib.internal_api == "openblas" and local is not None:
+        local = None
+        if lib.internal_api == "openblas":
+            with contextlib.suppress(OSError, AttributeError):
+                local = ctypes.PyDLL(lib.filepath).openblas_set_num_threads_local
+        if local is not None:
             local.argtypes, local.restype = [ctypes.c_int], ctypes.c_int
-            local(n)
+            found.append(local)
         else:
-            lib.set_num_threads(n)
+            found.append(lib.set_num_threads)
+    _setters = (modules, found)
+    return found
 
 
 @contextlib.contextmanager

@@ -240,6 +240,28 @@ def test_one_blas_thread_is_counted_across_threads():
     )
 
 
+def test_one_blas_thread_keeps_the_gil_and_scans_the_libraries_once():
+    """Entering and leaving one_blas_thread calls OpenBLAS through ctypes.PyDLL (the GIL kept: no
+    wait behind a thread running Python) with setters found once, scanned again only after an
+    import, and the limit it sets is the one threadpoolctl reads."""
+    in_a_fresh_process(
+        """
+        import ctypes
+        import numpy, scipy.linalg  # both scipy-openblas libraries
+        from threadpoolctl import threadpool_info
+        from core import threads
+        with threads.one_blas_thread():
+            assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}
+        first = threads._blas_setters()
+        assert first and threads._blas_setters() is first  # no import since: no scan
+        openblas = [f for f in first if isinstance(f, ctypes._CFuncPtr)]
+        assert openblas and all(f._flags_ & ctypes._FUNCFLAG_PYTHONAPI for f in openblas)
+        import colorsys  # noqa: F401 - any new module
+        assert threads._blas_setters() is not first
+        """
+    )
+
+
 def test_one_blas_thread_holds_in_a_worker_thread():
     """Runs compute in worker threads, where threadpoolctl's `openblas_set_num_threads` changed
     nothing (a GEMM inside its limit still ran on every BLAS thread). Inside one_blas_thread a
