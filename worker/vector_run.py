@@ -11,14 +11,14 @@ import numpy as np
 import pyarrow as pa
 
 from core import artifacts
-from core.algorithms import kmeans_engine, validate_params
+from core.algorithms import validate_params
 from core.centroids import positions_in
 from core.errors import RunDataError
 from core.layout import Layout
 from core.pipeline import PipelineResult, run_pipeline
 from core.store import documents, embedded, pull_cache, pull_refresh
 from core.vectors import VectorRows, encode, resolve_vector_name
-from worker import layout_stage, presample
+from worker import layout_stage
 from worker.labeling import label_clusters
 from worker.runtime import Runtime
 from worker.stages import (
@@ -47,14 +47,6 @@ class Pulled:
     keys: list[Any] | None = None  # each row's stored _id (embedded store, kept matrix on)
     gap: list[Any] | None = None  # the _ids of the documents counted without a row
     row_keys: np.ndarray | None = None  # `keys` in run order, set by `arrange`
-    pending: list[bytes] | None = None  # rows found but not copied yet (`_pull(defer_copy=True)`)
-
-    def copy_pending(self) -> None:
-        """Copy the rows `_pull(defer_copy=True)` left as blobs into the matrix."""
-        if self.pending:
-            assert self.rows is not None
-            self.rows.extend(self.pending)
-        self.pending = None
 
     def arrange(
         self, *, sample_size: int | None, cap: int, seed: int
@@ -99,7 +91,6 @@ async def _run_vector(
     cfg = run["config"]
     params = validate_params(cfg["algorithm"], cfg.get("algorithm_params"))
     seed = int(cfg["seed"])
-    presampled: kmeans_engine.SampleFit | None = None
     if reuse is not None and reuse.entry is not None:  # the same scope, as of now (refreshed if written)
         entry = reuse.entry
         source_documents, retrieved = entry.source_documents, len(entry.document_ids)
@@ -109,7 +100,7 @@ async def _run_vector(
         if keep is not None:
             X, doc_ids, col_ids = X[keep], doc_ids[keep], col_ids[keep]
     else:
-        pulled = await _pull(rt, run, progress, reuse, defer_copy=presample.may_start(cfg, params))
+        pulled = await _pull(rt, run, progress, reuse)
         source_documents, retrieved = pulled.source_documents, len(pulled.document_ids)
         if retrieved == 0:
             scope = "matching the filters " if cfg.get("filters") else ""
@@ -118,16 +109,6 @@ async def _run_vector(
                 f"'{cfg['feature_name']}'"
             )
         cap = sample_cap(rt, cfg, params, int(pulled.dimensions or 0), retrieved)
-        if pulled.pending is not None:  # the k-means restarts start on their sample before the copy
-            presampled = presample.start(
-                cfg,
-                params,
-                pulled.pending,
-                int(pulled.dimensions or 0),
-                one_collection=len(set(pulled.collection_ids)) == 1,
-                sampled=sample_indices(retrieved, cfg.get("sample_size"), cap, seed)[0] is not None,
-            )
-            pulled.copy_pending()
         X, doc_ids, col_ids, sampling = pulled.arrange(sample_size=cfg.get("sample_size"), cap=cap, seed=seed)
     pconf = pipeline_config(rt, cfg, params)
     pconf.prepared = reuse is not None and reuse.entry is not None
@@ -143,13 +124,9 @@ async def _run_vector(
         fitted.append(Xn)
         overlapped.start(Xn)
 
-    token = kmeans_engine.PRESAMPLED.set(presampled)  # carried into the pipeline's thread
-    try:
-        result: PipelineResult = await asyncio.to_thread(
-            run_pipeline, X, pconf, scaled, progress.stopped, normalized
-        )
-    finally:
-        kmeans_engine.PRESAMPLED.reset(token)
+    result: PipelineResult = await asyncio.to_thread(
+        run_pipeline, X, pconf, scaled, progress.stopped, normalized
+    )
     if reuse is not None and reuse.entry is None and sampling is None and fitted:
         reuse.keep(source_documents, doc_ids, col_ids, fitted[0], pulled.row_keys, pulled.gap)
     layout = await overlapped.result(progress)
@@ -279,17 +256,9 @@ class _Reuse:
             self.lent = None
 
 
-async def _pull(
-    rt: Runtime,
-    run: dict[str, Any],
-    progress: Progress,
-    reuse: _Reuse | None = None,
-    *,
-    defer_copy: bool = False,
-) -> Pulled:
+async def _pull(rt: Runtime, run: dict[str, Any], progress: Progress, reuse: _Reuse | None = None) -> Pulled:
     """The run's vectors; with `reuse` (a kept-matrix miss) from the scope and filter it read, and
-    also each row's stored `_id` and the gap's, for the matrix it will keep. `defer_copy` leaves
-    the rows' blobs in `pending` (`Pulled.copy_pending` copies them)."""
+    also each row's stored `_id` and the gap's, for the matrix it will keep."""
     cfg = run["config"]
     ns = run["namespace_id"]
     out = Pulled()
@@ -298,8 +267,6 @@ async def _pull(
     if reuse is not None and prefetched is not None:
         out.keys, out.gap = [], []
     seen = 0
-    if defer_copy:
-        out.pending = []
     for cid, dims_by_name in scope:
         name = resolve_vector_name(cfg["feature_name"], set(dims_by_name))
         if name is None:
@@ -326,10 +293,7 @@ async def _pull(
             keys=out.keys,
             gap=out.gap,
         ):
-            if out.pending is not None:
-                out.pending.extend(blobs)
-            else:
-                out.rows.extend(blobs)  # grows if documents arrived since the count
+            out.rows.extend(blobs)  # grows if documents arrived since the count
             out.document_ids.extend(ids)
             out.collection_ids.extend([cid] * len(ids))
             out.skipped += skipped

@@ -97,30 +97,17 @@ def kmeans(X: np.ndarray, p: KMeansParams, seed: int) -> np.ndarray | Fitted:
     return _fit(X, p, p.n_clusters, seed)
 
 
-def engine_options(p: KMeansParams, n_clusters: int, seed: int) -> tuple[int, kmeans_engine.Restarts]:
-    """(The engine's seed, its restarts' options) for a fit of `n_clusters` (worker.presample
-    starts the restarts with exactly these)."""
-    random_state = p.random_state if p.random_state is not None else seed
-    n_init = 1 if p.n_init == "auto" else p.n_init
-    restarts = kmeans_engine.Restarts(
-        n_clusters, n_init, p.init, p.max_iter, p.tol, kmeans_engine.default_backend()
-    )
-    return random_state, restarts
-
-
 def _fit(X: np.ndarray, p: KMeansParams, n_clusters: int, seed: int) -> Fitted:
     random_state = p.random_state if p.random_state is not None else seed
     if X.shape[0] * X.shape[1] > EXACT_MAX_CELLS:
-        random_state, opts = engine_options(p, n_clusters, seed)
         out = kmeans_engine.fit(
             X,
             n_clusters,
             seed=random_state,
-            n_init=opts.n_init,
-            init=opts.init,
-            max_iter=opts.max_iter,
-            tol=opts.tol,
-            backend=opts.backend,
+            n_init=1 if p.n_init == "auto" else p.n_init,
+            init=p.init,
+            max_iter=p.max_iter,
+            tol=p.tol,
         )
         engine = {"backend": out.backend, "sample_size": out.sample_size, "full_iterations": out.n_iter}
         return Fitted(out.labels, used={"engine": engine})

@@ -32,9 +32,6 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable
-from concurrent.futures import Future
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,17 +79,22 @@ def fit(
     sample_size: int = SAMPLE_SIZE,
     backend: Backend | None = None,
 ) -> KMeansFit:
-    """k-means of float32 `X` into `k` clusters (module docstring for the steps). The restarts on
-    the sample are taken from `PRESAMPLED` when it holds them for exactly this sample."""
+    """k-means of float32 `X` into `k` clusters (module docstring for the steps)."""
     X = np.ascontiguousarray(X, dtype=np.float32)
+    n = X.shape[0]
     backend = backend or default_backend()
-    rows, rng = sample_rows(X.shape[0], k, seed, sample_size)
-    S = X if rows is None else X[rows]
-    opts = Restarts(k, n_init, init, max_iter, tol, backend)
-    best = _presampled(opts, rows, S)
-    if best is None:
-        best = restarts(S, rng, opts)
-    if rows is None:
+    rng = np.random.default_rng(seed)
+    m = min(n, sample_points(k, sample_size))
+    S = _subsample(X, m, rng)
+    best: tuple[np.ndarray, np.ndarray, float, int] | None = None
+    for _ in range(max(1, n_init)):
+        seeds_from = _subsample(S, seed_points(k, X.shape[1]), rng)
+        C0 = kmeans_plusplus(seeds_from, k, rng) if init == "k-means++" else _random_rows(seeds_from, k, rng)
+        out = lloyd(S, C0, max_iter=max_iter, tol=tol, backend=backend)
+        if best is None or out[2] < best[2]:
+            best = out
+    assert best is not None
+    if S is X:
         labels, centers, inertia, n_iter = best
     else:
         labels, centers, inertia, n_iter = lloyd(
@@ -101,97 +103,16 @@ def fit(
     return KMeansFit(labels, centers, inertia, n_iter, backend, int(S.shape[0]))
 
 
-def sample_rows(
-    n: int, k: int, seed: int, sample_size: int = SAMPLE_SIZE
-) -> tuple[np.ndarray | None, np.random.Generator]:
-    """(The sorted rows `fit`'s restarts converge on, None when they use all n; the run's generator
-    after drawing them, which the restarts go on with)."""
-    rng = np.random.default_rng(seed)
-    m = min(n, sample_points(k, sample_size))
-    return (None if m >= n else np.sort(rng.choice(n, size=m, replace=False))), rng
-
-
-@dataclass(frozen=True)
-class Restarts:
-    """What the restarts on the sample depend on besides the sample and the generator."""
-
-    k: int
-    n_init: int
-    init: Literal["k-means++", "random"]
-    max_iter: int
-    tol: float
-    backend: Backend
-
-
-Fitted = tuple[np.ndarray, np.ndarray, float, int]  # lloyd's (labels, centres, inertia, iterations)
-
-
-def restarts(
-    S: np.ndarray, rng: np.random.Generator, opts: Restarts, seeding: Callable[[], object] | None = None
-) -> Fitted:
-    """`n_init` seedings of `S`, each converged by Lloyd; the lowest inertia wins. `seeding()` is
-    called as the first seeding starts (for k-means++: once it no longer needs the GIL)."""
-    best: Fitted | None = None
-    for _ in range(max(1, opts.n_init)):
-        seeds_from = _subsample(S, seed_points(opts.k, S.shape[1]), rng)
-        if opts.init == "k-means++":
-            C0 = kmeans_plusplus(seeds_from, opts.k, rng, seeding)
-        else:
-            if seeding is not None:
-                seeding()
-            C0 = _random_rows(seeds_from, opts.k, rng)
-        seeding = None
-        out = lloyd(S, C0, max_iter=opts.max_iter, tol=opts.tol, backend=opts.backend)
-        if best is None or out[2] < best[2]:
-            best = out
-    assert best is not None
-    return best
-
-
-@dataclass(frozen=True)
-class SampleFit:
-    """A run's restarts started on its k-means sample before its whole matrix exists (the worker
-    starts them while it is still copying the pulled vectors: worker.presample). `fit` uses them
-    only for the same options, the same sample rows and a sample equal to its own, bit for bit,
-    so the labels are those it would have computed itself."""
-
-    opts: Restarts
-    rows: np.ndarray
-    S: np.ndarray
-    result: Future[Fitted]
-
-
-# set around a pipeline call by the worker (asyncio.to_thread carries it into the pipeline's thread)
-PRESAMPLED: ContextVar[SampleFit | None] = ContextVar("kmeans_presampled", default=None)
-
-
-def _presampled(opts: Restarts, rows: np.ndarray | None, S: np.ndarray) -> Fitted | None:
-    pre = PRESAMPLED.get()
-    if pre is None or rows is None or pre.opts != opts or not np.array_equal(pre.rows, rows):
-        return None
-    if not np.array_equal(pre.S, S):
-        log.warning("the presampled k-means sample differs from the matrix's rows; restarting on it")
-        return None
-    try:
-        return pre.result.result()
-    except Exception:  # noqa: BLE001 - computed again here, where an error reaches the run
-        log.warning("the presampled k-means restarts failed; running them again", exc_info=True)
-        return None
-
-
 def _subsample(X: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     """`m` seeded rows of `X` in their original order, or `X` itself when it has no more."""
     n = X.shape[0]
     return X if m >= n else X[np.sort(rng.choice(n, size=m, replace=False))]
 
 
-def kmeans_plusplus(
-    X: np.ndarray, k: int, rng: np.random.Generator, starting: Callable[[], object] | None = None
-) -> np.ndarray:
+def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy k-means++ centres (rows of float32 `X`), scikit-learn's rule, in float32 GEMMs:
     compiled, without the GIL (core.algorithms.kmeans_seeding); the numpy version when the
-    potential reaches 0 (fewer distinct points than centres), from the same generator state.
-    `starting()` is called just before the compiled part."""
+    potential reaches 0 (fewer distinct points than centres), from the same generator state."""
     from core.algorithms import kmeans_seeding
     from core.threads import one_blas_thread
 
@@ -202,10 +123,7 @@ def kmeans_plusplus(
     with one_blas_thread():
         first = int(rng.integers(n))
         uniforms = rng.random((k - 1, trials))
-        sq = np.einsum("ij,ij->i", X, X)
-        if starting is not None:
-            starting()
-        rows, complete = kmeans_seeding.greedy_rows(X, sq, first, uniforms)
+        rows, complete = kmeans_seeding.greedy_rows(X, np.einsum("ij,ij->i", X, X), first, uniforms)
         if complete:
             return X[rows]
         rng.bit_generator.state = state  # the numpy version draws integers at a zero potential
