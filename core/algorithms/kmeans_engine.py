@@ -10,7 +10,9 @@ size takes minutes. Here:
    thread: each step is a skinny (points × 6) product, and the other core runs the work beside
    the fit (core.threads.beside_fit). Measured at 100k×768 (Intel SPR): seeding alone took
    120–150 ms on 2 threads and 175 ms on one, but beside that work 330–510 ms on 2 and 175–250 on one
-   (an earlier machine: one thread 2× faster even alone).
+   (an earlier machine: one thread 2× faster even alone). The loop is compiled
+   (core.algorithms.kmeans_seeding) so it holds no GIL: in numpy its ~600 small calls each waited
+   for the GIL behind the event loop's Python in a whole run.
 2. Up to `sample_points(k)` points (max(SAMPLE_SIZE, SAMPLE_PER_CLUSTER·k)) Lloyd runs on all of
    them until the centres move less than `tol`, as scikit-learn does; `n_init` restarts keep the
    lowest inertia.
