@@ -57,7 +57,7 @@ def worker(
     import os
 
     from core import row_kernels
-    from core.algorithms import hdbscan_engine
+    from core.algorithms import hdbscan_engine, kmeans_seeding
     from core.settings import get_settings
     from worker.app import make_celery
 
@@ -76,6 +76,7 @@ def worker(
         except Exception as exc:  # the hdbscan package still serves every run
             typer.echo(f"fast-hdbscan unavailable ({exc}); HDBSCAN runs use the hdbscan package")
     row_kernels.warm_up()  # before the fork: the pool processes inherit the compiled kernels
+    kmeans_seeding.warm_up()
     celery_app = make_celery(settings)
     celery_app.worker_main(
         [
