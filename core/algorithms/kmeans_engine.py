@@ -111,6 +111,11 @@ def _subsample(X: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     return X if m >= n else X[np.sort(rng.choice(n, size=m, replace=False))]
 
 
+def local_trials(k: int) -> int:
+    """Candidates k-means++ draws for each further centre (scikit-learn's 2 + ⌊ln k⌋)."""
+    return 2 + int(math.log(k))
+
+
 def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """Greedy k-means++ centres (rows of float32 `X`), scikit-learn's rule, in float32 GEMMs:
     compiled, without the GIL (core.algorithms.kmeans_seeding); the numpy version when the
@@ -120,7 +125,7 @@ def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 
     X = np.ascontiguousarray(X, dtype=np.float32)
     n = X.shape[0]
-    trials = 2 + int(math.log(k))
+    trials = local_trials(k)
     state = rng.bit_generator.state
     with one_blas_thread():
         first = int(rng.integers(n))
@@ -134,7 +139,7 @@ def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
 
 def _kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     n = X.shape[0]
-    trials = 2 + int(math.log(k))
+    trials = local_trials(k)
     sq = np.einsum("ij,ij->i", X, X)
     first = int(rng.integers(n))
     centers = np.empty((k, X.shape[1]), dtype=np.float32)

@@ -35,13 +35,13 @@ def greedy_rows(X, sq, first, uniforms):  # type: ignore[no-untyped-def]
     trials = uniforms.shape[1]
     chosen = np.empty(k, np.int64)
     chosen[0] = first
-    two = np.float32(-2.0)
+    minus_two = np.float32(-2.0)
     zero = np.float32(0.0)
     g = np.dot(X, np.ascontiguousarray(X[first : first + 1]).T)
     closest = np.empty(n, np.float32)
     potential = 0.0
     for i in range(n):
-        v = max(g[i, 0] * two + sq[i] + sq[first], zero)
+        v = max(g[i, 0] * minus_two + sq[i] + sq[first], zero)
         closest[i] = v
         potential += v
     candidates = np.empty(trials, np.int64)
@@ -61,7 +61,7 @@ def greedy_rows(X, sq, first, uniforms):  # type: ignore[no-untyped-def]
             cc = sq[candidates[t]]
             pot = 0.0
             for i in range(n):
-                v = min(max(g[i, t] * two + sq[i] + cc, zero), closest[i])
+                v = min(max(g[i, t] * minus_two + sq[i] + cc, zero), closest[i])
                 column[i] = v
                 pot += v
             if pot < best_potential:
