@@ -56,9 +56,9 @@ def worker(
     process: the pool processes fork from it and inherit the compiled code."""
     import os
 
-    from core import row_kernels
-    from core.algorithms import hdbscan_engine, kmeans_seeding
+    from core.algorithms import hdbscan_engine
     from core.settings import get_settings
+    from worker import warm
     from worker.app import make_celery
 
     settings = get_settings()
@@ -75,8 +75,7 @@ def worker(
             typer.echo(f"compiled in {hdbscan_engine.warm_up():.1f} s")
         except Exception as exc:  # the hdbscan package still serves every run
             typer.echo(f"fast-hdbscan unavailable ({exc}); HDBSCAN runs use the hdbscan package")
-    row_kernels.warm_up()  # before the fork: the pool processes inherit the compiled kernels
-    kmeans_seeding.warm_up()
+    warm.compile_kernels()  # before the fork: the pool processes inherit the compiled kernels
     celery_app = make_celery(settings)
     celery_app.worker_main(
         [
